@@ -1,0 +1,267 @@
+"""The async client: publish, history, agents, and subscriptions that survive reconnects.
+
+async with Client("127.0.0.1:50051") as hub:
+    result = await hub.publish("chat", b"hello")
+    async for envelope in hub.subscribe("chat", "jobs.*"):
+        print(envelope.channel, envelope.payload)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from agentplex.client.errors import HubError
+from agentplex.client.positions import Positions
+from agentplex.v1 import (
+    agent_pb2,
+    envelope_pb2,
+    messaging_service_pb2 as ms,
+    messaging_service_pb2_grpc as ms_grpc,
+    registry_service_pb2 as rs,
+    registry_service_pb2_grpc as rs_grpc,
+)
+
+DEFAULT_HUB = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+
+
+def default_hub() -> str:
+    return os.environ.get("AGENTPLEX_HUB", DEFAULT_HUB)
+
+
+def channel_options() -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def envelope(
+    channel: str,
+    payload: bytes | str,
+    *,
+    content_type: str = "",
+    headers: Mapping[str, str] | None = None,
+    id: str = "",
+    correlation_id: str = "",
+    reply_to: str = "",
+) -> envelope_pb2.Envelope:
+    """Build an envelope. A client-chosen id makes retries safe: the hub stores it once."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+        content_type = content_type or "text/plain; charset=utf-8"
+    return envelope_pb2.Envelope(
+        id=id or uuid.uuid4().hex,
+        channel=channel,
+        payload=payload,
+        content_type=content_type or "application/octet-stream",
+        headers=dict(headers or {}),
+        correlation_id=correlation_id,
+        reply_to=reply_to,
+    )
+
+
+class Client:
+    """A connection to one hub over gRPC. Cheap to keep; every call may run concurrently."""
+
+    def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
+        self.address = address or default_hub()
+        self.timeout = timeout
+        self.channel = aio.insecure_channel(self.address, options=channel_options())
+        self.messaging = ms_grpc.MessagingServiceStub(self.channel)
+        self.registry = rs_grpc.RegistryServiceStub(self.channel)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close(grace=None)
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the hub accepts connections (or raise HubError UNAVAILABLE)."""
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), timeout or self.timeout)
+        except TimeoutError:
+            raise HubError(
+                grpc.StatusCode.UNAVAILABLE, f"hub at {self.address} is not reachable"
+            ) from None
+
+    async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await method(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as err:
+            raise HubError.from_rpc(err) from None
+
+    # Messaging ------------------------------------------------------------------------------
+
+    async def publish(
+        self, channel: str, payload: bytes | str, **fields: Any
+    ) -> envelope_pb2.PublishResult:
+        """Publish one envelope; returns its position (the original one for a duplicate id)."""
+        request = ms.PublishRequest(envelope=envelope(channel, payload, **fields))
+        response = await self._call(self.messaging.Publish, request)
+        return response.result  # type: ignore[no-any-return]
+
+    async def publish_batch(
+        self, envelopes: Iterable[envelope_pb2.Envelope]
+    ) -> list[envelope_pb2.PublishResult]:
+        """Publish several envelopes in one request: all are accepted or none."""
+        request = ms.PublishBatchRequest(envelopes=envelopes)
+        response = await self._call(self.messaging.PublishBatch, request)
+        return list(response.results)
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: int | envelope_pb2.StreamPosition | None = None,
+        limit: int = 0,
+    ) -> ms.HistoryResponse:
+        request = ms.HistoryRequest(channel=channel, limit=limit)
+        if isinstance(since, int):
+            request.since.seq = since
+        elif since is not None:
+            request.since.CopyFrom(since)
+        return await self._call(self.messaging.History, request)  # type: ignore[no-any-return]
+
+    def subscribe(
+        self,
+        *channels: str,
+        since: Mapping[str, int | envelope_pb2.StreamPosition] | None = None,
+        reconnect: bool = True,
+    ) -> Subscription:
+        """Envelopes on `channels` (names or glob patterns), optionally replaying history after
+        `since` positions first. With `reconnect`, a dropped stream is reopened from the last
+        positions seen, so the iteration has no gap and no duplicate."""
+        return Subscription(self, list(channels), since or {}, reconnect)
+
+    # Registry -------------------------------------------------------------------------------
+
+    async def agents(
+        self,
+        *,
+        kinds: Iterable[agent_pb2.AgentKind.ValueType] = (),
+        capabilities: Iterable[str] = (),
+        statuses: Iterable[agent_pb2.AgentStatus.ValueType] = (),
+    ) -> list[agent_pb2.Agent]:
+        flt = rs.AgentFilter(kinds=kinds, capabilities=capabilities, statuses=statuses)
+        response = await self._call(self.registry.ListAgents, rs.ListAgentsRequest(filter=flt))
+        return list(response.agents)
+
+    async def get_agent(self, agent_id: str) -> agent_pb2.Agent:
+        response = await self._call(self.registry.GetAgent, rs.GetAgentRequest(agent_id=agent_id))
+        return response.agent  # type: ignore[no-any-return]
+
+    async def register(self, card: agent_pb2.AgentCard) -> agent_pb2.Agent:
+        """Register without a session (the agent must then call `heartbeat`); live agents use
+        `session(card=...)` instead."""
+        request = rs.RegisterAgentRequest(card=card)
+        response = await self._call(self.registry.RegisterAgent, request)
+        return response.agent  # type: ignore[no-any-return]
+
+    async def heartbeat(self, agent_id: str, status: int = 0) -> agent_pb2.Agent:
+        request = rs.HeartbeatRequest(agent_id=agent_id, status=status)  # type: ignore[arg-type]
+        response = await self._call(self.registry.Heartbeat, request)
+        return response.agent  # type: ignore[no-any-return]
+
+    async def deregister(self, agent_id: str) -> None:
+        await self._call(
+            self.registry.DeregisterAgent, rs.DeregisterAgentRequest(agent_id=agent_id)
+        )
+
+    async def watch_agents(
+        self, *, include_current: bool = True, capabilities: Iterable[str] = ()
+    ) -> AsyncIterator[agent_pb2.AgentEvent]:
+        request = rs.WatchAgentsRequest(
+            include_current=include_current,
+            filter=rs.AgentFilter(capabilities=capabilities),
+        )
+        try:
+            async for response in self.registry.WatchAgents(request):
+                yield response.event
+        except grpc.RpcError as err:
+            raise HubError.from_rpc(err) from None
+
+    def session(self, card: agent_pb2.AgentCard | None = None, **options: Any) -> Any:
+        """A live session (registers `card` as an agent when given); see `Session`."""
+        from agentplex.client.session import Session
+
+        return Session(self, card, **options)
+
+
+class Subscription:
+    """An async iterator of envelopes over MessagingService.Subscribe with resume."""
+
+    def __init__(
+        self,
+        client: Client,
+        channels: list[str],
+        since: Mapping[str, int | envelope_pb2.StreamPosition],
+        reconnect: bool,
+    ) -> None:
+        self.client = client
+        self.channels = channels
+        self.positions = Positions()
+        for name, pos in since.items():
+            if isinstance(pos, int):
+                self.positions.set(name, pos, "")
+            else:
+                self.positions.set(name, pos.seq, pos.epoch)
+        self.reconnect = reconnect
+        self.states: list[envelope_pb2.SubscriptionState] = []
+        self.ready = asyncio.Event()
+        self._call: Any = None
+
+    def __aiter__(self) -> AsyncIterator[envelope_pb2.Envelope]:
+        return self._iterate()
+
+    def cancel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        self.reconnect = False
+
+    async def _iterate(self) -> AsyncIterator[envelope_pb2.Envelope]:
+        delay = 0.05
+        while True:
+            request = ms.SubscribeRequest(channels=self.channels, since=self.positions.as_list())
+            self._call = self.client.messaging.Subscribe(request)
+            try:
+                async for response in self._call:
+                    if response.HasField("states"):
+                        self.states = list(response.states.states)
+                        self.ready.set()
+                        delay = 0.05
+                        continue
+                    for delivery in response.deliveries.deliveries:
+                        env = delivery.envelope
+                        if self.positions.advance(env.channel, env.position):
+                            yield env
+                return
+            except grpc.RpcError as err:
+                code = err.code() if hasattr(err, "code") else None
+                if code == grpc.StatusCode.CANCELLED and not self.reconnect:
+                    return
+                if not self.reconnect or code not in _RETRYABLE:
+                    raise HubError.from_rpc(err) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

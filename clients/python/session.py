@@ -1,0 +1,395 @@
+"""A live session over SessionService.Connect: register an agent, publish, subscribe with acks,
+and carry on across dropped connections.
+
+    card = AgentCard(id="reviewer-1", kind=AGENT_KIND_CUSTOM, capabilities=["review"])
+    async with client.session(card) as session:
+        async for message in session.inbox():
+            print(message.envelope.payload)
+
+A dropped stream is reopened with the resume token and the last positions seen: within the
+hub's grace period the hub resends exactly what was missed; after it, the session registers
+again and resubscribes from those positions. Deliveries already seen are dropped (and acked),
+so an iteration sees no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from agentplex.client.errors import HubError, SessionClosed, status_from_number
+from agentplex.client.positions import Positions
+from agentplex.core.globmatch import glob_match, is_pattern
+from agentplex.v1 import (
+    agent_pb2,
+    envelope_pb2,
+    session_service_pb2 as ss,
+    session_service_pb2_grpc as ss_grpc,
+)
+
+if TYPE_CHECKING:
+    from agentplex.client.client import Client
+
+log = logging.getLogger("agentplex.client")
+EOF = grpc.aio.EOF  # type: ignore[attr-defined]
+
+# Refusals that a reconnect would only repeat.
+FATAL = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+
+
+@dataclass(slots=True)
+class Message:
+    """A delivery: the envelope, which attempt this is, and a way to acknowledge it."""
+
+    envelope: envelope_pb2.Envelope
+    attempt: int
+    session: Session
+
+    async def ack(self) -> None:
+        await self.session.ack(self.envelope)
+
+
+@dataclass(eq=False)
+class SessionSubscription:
+    """Deliveries of some channels and patterns, as an async iterator of `Message`."""
+
+    channels: list[str]
+    ack: bool
+    auto_ack: bool
+    session: Session
+    queue: asyncio.Queue[Message | None] = field(default_factory=asyncio.Queue)
+    states: list[envelope_pb2.SubscriptionState] = field(default_factory=list)
+
+    def wants(self, channel: str) -> bool:
+        return any(
+            c == channel or (is_pattern(c) and glob_match(c, channel)) for c in self.channels
+        )
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            message = await self.queue.get()
+            if message is None:
+                return
+            yield message
+            if self.ack and self.auto_ack:
+                await message.ack()
+
+    async def unsubscribe(self) -> None:
+        await self.session._unsubscribe(self)
+
+
+class Session:
+    def __init__(
+        self,
+        client: Client,
+        card: agent_pb2.AgentCard | None = None,
+        *,
+        reconnect: bool = True,
+        max_backoff: float = 2.0,
+    ) -> None:
+        self.client = client
+        self.card = card
+        self.reconnect = reconnect
+        self.max_backoff = max_backoff
+        self.stub = ss_grpc.SessionServiceStub(client.channel)
+        self.welcome = ss.Welcome()
+        self.agent_id = ""
+        self.positions = Positions()
+        self.status = 0
+        self.closed = False
+        self.connected = asyncio.Event()
+        self._call: Any = None
+        self._refs = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[ss.ConnectResponse]] = {}
+        self._inflight: dict[str, ss.ConnectRequest] = {}
+        self._subs: list[SessionSubscription] = []
+        self._ack_channels: dict[str, bool] = {}
+        self._write_lock = asyncio.Lock()
+        self._runner: asyncio.Task[None] | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self.reconnects = 0
+
+    # Lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> ss.Welcome:
+        await self._open(resume=False)
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+        return self.welcome
+
+    async def close(self, reason: str = "goodbye") -> None:
+        """Leave for good: the hub deregisters the agent and forgets the session."""
+        if self.closed:
+            return
+        if self.connected.is_set():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._request(ss.ConnectRequest(goodbye=ss.Goodbye(reason=reason))), 2.0
+                )
+        self._shutdown(SessionClosed(reason))
+
+    def drop(self) -> None:
+        """Cut the connection without a goodbye (as a crash would); reconnect takes over."""
+        if self._call is not None:
+            self._call.cancel()
+
+    def _shutdown(self, failure: BaseException) -> None:
+        self.closed = True
+        self._failure = failure
+        self.connected.set()
+        for task in (self._runner, self._heartbeats):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        if self._call is not None:
+            self._call.cancel()
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(failure)
+        self._waiting.clear()
+        for sub in self._subs:
+            sub.queue.put_nowait(None)
+
+    async def _open(self, *, resume: bool) -> None:
+        """Open a stream and say hello; on a fresh (not resumed) session, subscribe again."""
+        hello = ss.Hello(positions=self.positions.as_list())
+        if self.card is not None:
+            hello.card.CopyFrom(self.card)
+            if self.agent_id:
+                hello.card.id = self.agent_id
+        if resume and self.welcome.resume_token:
+            hello.resume_token = self.welcome.resume_token
+        self._call = self.stub.Connect()  # type: ignore[call-arg]
+        await self._call.write(ss.ConnectRequest(ref="hello", hello=hello))
+        first = await self._call.read()
+        if first is EOF:
+            raise HubError(grpc.StatusCode.UNAVAILABLE, "the hub closed the session stream")
+        if first.HasField("error"):
+            raise HubError(status_from_number(first.error.code), first.error.message)
+        self.welcome = first.welcome
+        self.agent_id = self.welcome.agent_id
+        self.connected.set()
+        interval = max(self.welcome.heartbeat_interval_ms / 1000, 0.05)
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+        self._heartbeats = asyncio.get_running_loop().create_task(self._beat(interval))
+        if self.agent_id and not any(sub.channels == [self._inbox_name()] for sub in self._subs):
+            # The hub subscribes an agent to its inbox at once; receive from the first frame.
+            self._subs.append(SessionSubscription([self._inbox_name()], True, True, self))
+        for frame in list(self._inflight.values()):
+            await self._write(frame)
+        if resume and not self.welcome.resumed:
+            await self._resubscribe()
+
+    async def _resubscribe(self) -> None:
+        """A new session: ask again for every subscription, from the positions seen."""
+        for sub in self._subs:
+            since = [p for p in self.positions.as_list() if sub.wants(p.channel)]
+            frame = ss.ConnectRequest(
+                subscribe=ss.Subscribe(channels=sub.channels, since=since, ack=sub.ack)
+            )
+            await self._send_tracked(frame)
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while not self.closed:
+            try:
+                await self._read_loop()
+                if self.closed:
+                    return
+                raise HubError(grpc.StatusCode.UNAVAILABLE, "the hub ended the session stream")
+            except (grpc.RpcError, HubError) as err:
+                failure = err if isinstance(err, HubError) else HubError.from_rpc(err)
+                if self.closed:
+                    return
+                if not self.reconnect or failure.code in FATAL:
+                    self._shutdown(failure)
+                    return
+                log.info("session stream lost (%s); reconnecting", failure)
+            self.connected.clear()
+            while not self.closed:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                try:
+                    await self._open(resume=True)
+                    self.reconnects += 1
+                    backoff = 0.05
+                    break
+                except (grpc.RpcError, HubError) as err:
+                    failure = err if isinstance(err, HubError) else HubError.from_rpc(err)
+                    if failure.code in FATAL:
+                        self._shutdown(failure)
+                        return
+
+    async def _read_loop(self) -> None:
+        while True:
+            frame = await self._call.read()
+            if frame is EOF:
+                return
+            kind = frame.WhichOneof("frame")
+            if kind == "deliveries":
+                await self._dispatch(frame.deliveries)
+            elif kind == "ping":
+                await self._write(ss.ConnectRequest(heartbeat=ss.Heartbeat()))
+            elif kind == "error" and frame.error.fatal and frame.ref not in self._waiting:
+                raise HubError(status_from_number(frame.error.code), frame.error.message)
+            future = self._waiting.pop(frame.ref, None) if frame.ref else None
+            if future is not None:
+                self._inflight.pop(frame.ref, None)
+                if not future.done():
+                    future.set_result(frame)
+
+    async def _dispatch(self, deliveries: envelope_pb2.Deliveries) -> None:
+        acks: list[envelope_pb2.ChannelPosition] = []
+        for delivery in deliveries.deliveries:
+            env = delivery.envelope
+            fresh = self.positions.advance(env.channel, env.position)
+            wanted = [sub for sub in self._subs if sub.wants(env.channel)]
+            if not fresh:
+                if any(sub.ack for sub in wanted):
+                    acks.append(
+                        envelope_pb2.ChannelPosition(channel=env.channel, position=env.position)
+                    )
+                continue
+            for sub in wanted:
+                sub.queue.put_nowait(Message(env, delivery.attempt, self))
+        if acks:
+            await self._write(ss.ConnectRequest(ack=ss.Ack(positions=acks)))
+
+    async def _beat(self, interval: float) -> None:
+        while not self.closed:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await self._write(ss.ConnectRequest(heartbeat=ss.Heartbeat(status=self.status)))  # type: ignore[arg-type]
+
+    # Frames -------------------------------------------------------------------------------
+
+    async def _write(self, frame: ss.ConnectRequest) -> None:
+        async with self._write_lock:
+            await self._call.write(frame)
+
+    async def _send_tracked(self, frame: ss.ConnectRequest) -> asyncio.Future[ss.ConnectResponse]:
+        """Send a frame that expects a receipt; it is sent again after a reconnect."""
+        if self._failure is not None:
+            raise self._failure
+        frame.ref = frame.ref or f"r{next(self._refs)}"
+        future: asyncio.Future[ss.ConnectResponse] = asyncio.get_running_loop().create_future()
+        self._waiting[frame.ref] = future
+        self._inflight[frame.ref] = frame
+        if self.connected.is_set():
+            with contextlib.suppress(Exception):  # the reconnect sends it again
+                await self._write(frame)
+        return future
+
+    async def _request(self, frame: ss.ConnectRequest) -> ss.ConnectResponse:
+        response = await (await self._send_tracked(frame))
+        if response.HasField("error"):
+            raise HubError(status_from_number(response.error.code), response.error.message)
+        return response
+
+    # API ----------------------------------------------------------------------------------
+
+    async def publish(
+        self, channel: str, payload: bytes | str, **fields: Any
+    ) -> envelope_pb2.PublishResult:
+        """Publish one envelope; safe across reconnects (its id makes the retry a duplicate)."""
+        from agentplex.client.client import envelope
+
+        results = await self.publish_batch([envelope(channel, payload, **fields)])
+        return results[0]
+
+    async def publish_batch(
+        self, envelopes: list[envelope_pb2.Envelope]
+    ) -> list[envelope_pb2.PublishResult]:
+        frame = ss.ConnectRequest(publish=ss.Publish(envelopes=envelopes))
+        response = await self._request(frame)
+        return list(response.receipt.published)
+
+    async def subscribe(
+        self,
+        *channels: str,
+        since: dict[str, int | envelope_pb2.StreamPosition] | None = None,
+        ack: bool = False,
+        auto_ack: bool = True,
+    ) -> SessionSubscription:
+        """Subscribe to names and patterns. With `ack`, each delivery must be acknowledged
+        (automatically once the next one is requested, unless `auto_ack=False`)."""
+        sub = SessionSubscription(list(channels), ack, auto_ack, self)
+        positions = []
+        for name, pos in (since or {}).items():
+            seq, epoch = (pos, "") if isinstance(pos, int) else (pos.seq, pos.epoch)
+            positions.append(
+                envelope_pb2.ChannelPosition(
+                    channel=name, position=envelope_pb2.StreamPosition(seq=seq, epoch=epoch)
+                )
+            )
+        self._subs.append(sub)
+        try:
+            frame = ss.ConnectRequest(
+                subscribe=ss.Subscribe(channels=channels, since=positions, ack=ack)
+            )
+            response = await self._request(frame)
+        except BaseException:
+            self._subs.remove(sub)
+            raise
+        sub.states = list(response.receipt.subscriptions)
+        return sub
+
+    async def _unsubscribe(self, sub: SessionSubscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+        still = {c for other in self._subs for c in other.channels}
+        gone = [c for c in sub.channels if c not in still]
+        if gone:
+            await self._request(ss.ConnectRequest(unsubscribe=ss.Unsubscribe(channels=gone)))
+        sub.queue.put_nowait(None)
+
+    def _inbox_name(self) -> str:
+        return f"agent.{self.agent_id}"
+
+    def inbox(self) -> SessionSubscription:
+        """Direct messages to this agent (`agent.<id>`), acknowledged as they are processed."""
+        for sub in self._subs:
+            if sub.channels == [self._inbox_name()]:
+                return sub
+        raise SessionClosed("only a session registered as an agent has an inbox")
+
+    async def ack(self, env: envelope_pb2.Envelope) -> None:
+        position = envelope_pb2.ChannelPosition(channel=env.channel, position=env.position)
+        with contextlib.suppress(grpc.RpcError):
+            await self._write(ss.ConnectRequest(ack=ss.Ack(positions=[position])))
+
+    async def set_status(self, status: int) -> None:
+        """Report ONLINE, BUSY, WAITING_INPUT or DRAINING."""
+        self.status = status
+        await self._request(
+            ss.ConnectRequest(heartbeat=ss.Heartbeat(status=status))  # type: ignore[arg-type]
+        )

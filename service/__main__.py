@@ -1,0 +1,3 @@
+from agentplex.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""`agentplex serve`: run a hub node until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from agentplex.config import ConfigError, load_settings
+from agentplex.node import HubNode
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser("serve", help="run a hub node")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; server.host)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port, 0 picks a free one (default 50051)")
+    p.add_argument("--ws-port", type=int, help="WebSocket port (default 8765)")
+    p.add_argument("--engine", choices=["memory", "redis"], help="state engine (default memory)")
+    p.add_argument("--redis-url", help="Redis URL for the redis engine")
+    p.add_argument("--env", choices=["development", "staging", "production"])
+    p.add_argument("--config", help="a settings file (TOML) layered over the defaults")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(run=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    server = {
+        key: value
+        for key, value in (
+            ("host", args.host),
+            ("grpc_port", args.grpc_port),
+            ("ws_port", args.ws_port),
+        )
+        if value is not None
+    }
+    engine = {
+        key: value
+        for key, value in (("name", args.engine), ("redis_url", args.redis_url))
+        if value is not None
+    }
+    return {"server": server, "engine": engine}
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings(args.env, args.config, _overrides(args))
+    except ConfigError as err:
+        print(f"agentplex serve: {err}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(settings))
+    except NotImplementedError as err:
+        print(f"agentplex serve: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"agentplex serve: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(settings: Any) -> None:
+    node = HubNode(settings)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"agentplex {settings.env} hub {node.hub.node} on engine {node.hub.engine.name}\n"
+        f"  grpc  {node.grpc_address}",
+        flush=True,
+    )
+    await stop.wait()
+    print("agentplex: shutting down", flush=True)
+    await node.stop()

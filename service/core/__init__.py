@@ -1,0 +1,1 @@
+"""Pure decisions without I/O: validation, matching, channel logs, acknowledgements."""

@@ -1,0 +1,58 @@
+"""Who may do what: one place for every transport (scopes as in DESIGN.md's security section)."""
+
+from __future__ import annotations
+
+from agentplex.core.globmatch import glob_match, is_pattern
+from agentplex.core.principal import Principal
+from agentplex.core.validation import INBOX_PREFIX, is_inbox, is_system
+from agentplex.errors import PermissionDenied
+
+
+def _scoped(principal: Principal, action: str, channel: str) -> bool:
+    prefix = action + ":"
+    return principal.is_admin or any(
+        scope.startswith(prefix) and glob_match(scope[len(prefix) :], channel)
+        for scope in principal.scopes
+    )
+
+
+def check_publish(principal: Principal, channel: str) -> None:
+    if is_system(channel) and not principal.is_admin:
+        raise PermissionDenied(f"channel {channel!r} is the hub's own (names starting with '_')")
+    if not _scoped(principal, "publish", channel):
+        raise PermissionDenied(
+            f"publishing to {channel!r} needs a publish:<glob> scope matching it"
+        )
+
+
+def check_subscribe(principal: Principal, channel: str, agent_id: str) -> None:
+    """Refuse what can be refused up front; `can_receive` filters what patterns reach later."""
+    if not is_pattern(channel):
+        if not can_receive(principal, agent_id, channel):
+            if is_inbox(channel):
+                raise PermissionDenied(
+                    f"{channel!r} is the inbox of agent {channel[len(INBOX_PREFIX) :]!r}: only "
+                    "that agent's session (or an admin) may read it"
+                )
+            raise PermissionDenied(
+                f"reading {channel!r} needs a subscribe:<glob> scope matching it"
+            )
+    elif not principal.is_admin and not any(s.startswith("subscribe:") for s in principal.scopes):
+        raise PermissionDenied(f"subscribing to {channel!r} needs a subscribe:<glob> scope")
+
+
+def can_receive(principal: Principal, agent_id: str, channel: str) -> bool:
+    """Whether a session of `principal` (holding `agent_id`) may get envelopes of `channel`."""
+    if is_inbox(channel) and channel[len(INBOX_PREFIX) :] != agent_id and not principal.is_admin:
+        return False
+    return _scoped(principal, "subscribe", channel)
+
+
+def check_register(principal: Principal) -> None:
+    if not principal.is_admin and "agent" not in principal.scopes:
+        raise PermissionDenied("registering an agent needs the 'agent' scope")
+
+
+def check_agent_owner(principal: Principal, owner: str, agent_id: str) -> None:
+    if owner != principal.id and not principal.is_admin:
+        raise PermissionDenied(f"agent {agent_id!r} belongs to another principal")

@@ -1,0 +1,141 @@
+"""One channel's positions, bounded history and dedup window, as plain data (no I/O).
+
+The memory engine keeps one `ChannelLog` per channel; the Redis engine keeps the same state in
+Redis with the same rules. Sequence numbers start at 1 and grow by one per accepted envelope, so
+history is contiguous and a replay is an index computation, not a search.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agentplex.v1 import envelope_pb2
+
+
+class Accepted:
+    """An accepted envelope with its wire encoding, made once and shared by every delivery."""
+
+    __slots__ = ("channel", "created_ns", "envelope", "seq", "sha256", "wire")
+
+    def __init__(self, envelope: envelope_pb2.Envelope, created_ns: int) -> None:
+        self.envelope = envelope
+        self.channel = envelope.channel
+        self.seq = envelope.position.seq
+        self.sha256 = envelope.sha256
+        self.created_ns = created_ns
+        self.wire = envelope.SerializeToString()
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """History bounds (`channels.history_size`, `channels.history_ttl`) and dedup window."""
+
+    history_size: int = 10_000
+    history_ttl_ns: int = 24 * 3600 * 10**9
+    dedup_window_ns: int = 120 * 10**9
+    dedup_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Entries after a requested position, and whether that position could be honoured."""
+
+    entries: list[Accepted]
+    top: int
+    epoch: str
+    recovered: bool
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+class ChannelLog:
+    __slots__ = ("_dedup", "_entries", "_retention", "epoch", "name", "top")
+
+    def __init__(self, name: str, retention: Retention, epoch: str | None = None) -> None:
+        self.name = name
+        self.epoch = epoch or new_epoch()
+        self.top = 0
+        self._retention = retention
+        self._entries: deque[Accepted] = deque(maxlen=retention.history_size)
+        # id -> (seq, sha256, expiry in ns); insertion order is expiry order.
+        self._dedup: dict[str, tuple[int, str, int]] = {}
+
+    def duplicate_of(self, envelope_id: str, now_ns: int) -> tuple[int, str] | None:
+        """The (seq, sha256) an id was accepted with, if it is inside the dedup window."""
+        hit = self._dedup.get(envelope_id)
+        if hit is None or hit[2] < now_ns:
+            return None
+        return hit[0], hit[1]
+
+    def append(self, envelope: envelope_pb2.Envelope, now_ns: int) -> Accepted:
+        """Give `envelope` the next position and keep it. The caller has set id and sha256."""
+        self.top += 1
+        pos = envelope.position
+        pos.seq = self.top
+        pos.epoch = self.epoch
+        entry = Accepted(envelope, now_ns)
+        self._entries.append(entry)
+        self._remember(envelope.id, entry, now_ns)
+        self.trim(now_ns)
+        return entry
+
+    def _remember(self, envelope_id: str, entry: Accepted, now_ns: int) -> None:
+        dedup = self._dedup
+        dedup[envelope_id] = (entry.seq, entry.sha256, now_ns + self._retention.dedup_window_ns)
+        if len(dedup) > self._retention.dedup_size:
+            del dedup[next(iter(dedup))]
+
+    def trim(self, now_ns: int) -> None:
+        """Drop history older than the TTL and dedup entries past their window."""
+        entries = self._entries
+        horizon = now_ns - self._retention.history_ttl_ns
+        while entries and entries[0].created_ns < horizon:
+            entries.popleft()
+        dedup = self._dedup
+        while dedup:
+            key = next(iter(dedup))
+            if dedup[key][2] >= now_ns:
+                break
+            del dedup[key]
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest seq still in history (top + 1 when history is empty)."""
+        return self._entries[0].seq if self._entries else self.top + 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def since(self, seq: int | None, epoch: str | None, limit: int) -> Replay:
+        """Up to `limit` entries after (seq, epoch), oldest first.
+
+        Without a position, the most recent `limit` entries. An empty epoch means the current
+        one (a caller that knows only a seq). A position from another epoch or
+        older than the history gives what is left, flagged `recovered=False`; a position ahead
+        of the channel gives nothing, also unrecovered.
+        """
+        entries = self._entries
+        first = self.first_seq
+        if not epoch:
+            epoch = self.epoch
+        if seq is None:
+            start = max(first, self.top - limit + 1)
+            recovered = True
+        elif epoch != self.epoch or seq > self.top:
+            start = first if epoch != self.epoch else self.top + 1
+            recovered = False
+        else:
+            start = max(seq + 1, first)
+            recovered = seq + 1 >= first
+        offset = start - first
+        stop = min(len(entries), offset + limit)
+        picked = [entries[i] for i in range(offset, stop)] if offset < stop else []
+        return Replay(picked, self.top, self.epoch, recovered)
+
+    def entries(self) -> Iterable[Accepted]:
+        return iter(self._entries)

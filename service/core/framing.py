@@ -1,0 +1,43 @@
+"""Turn a batch of outbox items into the frames a stream writes: runs of deliveries become one
+`Deliveries` frame each (up to a size), control frames pass through in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agentplex.core import wire
+from agentplex.core.outbox import Item
+
+MAX_FRAME_BYTES = 1024 * 1024
+
+
+def frames(
+    items: list[Item],
+    deliveries_field: int,
+    control: Callable[[Any], Any] = lambda frame: frame,
+    max_bytes: int = MAX_FRAME_BYTES,
+) -> list[Any]:
+    """Encoded delivery frames (bytes) and control frames (mapped by `control`; None drops)."""
+    out: list[Any] = []
+    parts: list[bytes] = []
+    size = 0
+    delivery = wire.delivery
+    for item in items:
+        if type(item) is tuple:
+            part = delivery(item[0], item[1])
+            parts.append(part)
+            size += len(part)
+            if size >= max_bytes:
+                out.append(wire.deliveries_frame(deliveries_field, parts))
+                parts, size = [], 0
+            continue
+        if parts:
+            out.append(wire.deliveries_frame(deliveries_field, parts))
+            parts, size = [], 0
+        mapped = control(item)
+        if mapped is not None:
+            out.append(mapped)
+    if parts:
+        out.append(wire.deliveries_frame(deliveries_field, parts))
+    return out

@@ -1,0 +1,144 @@
+"""Input checks at the door. Each failure names the field and the limit it broke."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from agentplex.core.globmatch import is_pattern
+from agentplex.core.limits import Limits
+from agentplex.errors import InvalidArgument, ResourceExhausted
+from agentplex.v1 import agent_pb2, envelope_pb2
+
+CHANNEL_MAX = 200
+_CHANNEL = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+_PATTERN = re.compile(r"[A-Za-z0-9_.:\-*?\[\]^\\]{1,200}")
+_ID = re.compile(r"[A-Za-z0-9_.:\-]+")
+INBOX_PREFIX = "agent."
+SYSTEM_PREFIX = "_"
+
+
+def check_channel(name: str, field: str = "channel") -> str:
+    """A concrete channel name: 1 to 200 of `[A-Za-z0-9_.:-]`."""
+    if _CHANNEL.fullmatch(name) is None:
+        raise InvalidArgument(
+            f"{field}: {name!r} is not a valid channel name "
+            f"(1 to {CHANNEL_MAX} characters of A-Z a-z 0-9 _ . : -)"
+        )
+    return name
+
+
+def check_subscription(name: str, field: str = "channels") -> str:
+    """A channel name or a Redis glob pattern over channel names."""
+    if is_pattern(name):
+        if _PATTERN.fullmatch(name) is None:
+            raise InvalidArgument(
+                f"{field}: {name!r} is not a valid channel pattern (1 to {CHANNEL_MAX} "
+                "characters of channel-name characters and the glob syntax * ? [ ] ^ \\)"
+            )
+        return name
+    return check_channel(name, field)
+
+
+def check_id(value: str, field: str, limits: Limits, *, required: bool = False) -> str:
+    if not value:
+        if required:
+            raise InvalidArgument(f"{field} is required")
+        return value
+    if len(value) > limits.max_id_length or _ID.fullmatch(value) is None:
+        raise InvalidArgument(
+            f"{field}: {value[:50]!r} must be 1 to {limits.max_id_length} characters of "
+            "A-Z a-z 0-9 _ . : -"
+        )
+    return value
+
+
+def check_text(value: str, field: str, limits: Limits) -> str:
+    if len(value) > limits.max_text_length:
+        raise InvalidArgument(
+            f"{field} is {len(value)} characters, over the limit of {limits.max_text_length} "
+            "(limits.max_text_length)"
+        )
+    return value
+
+
+def check_map(values: Mapping[str, str], field: str, limits: Limits, max_entries: int) -> None:
+    if len(values) > max_entries:
+        raise InvalidArgument(f"{field} has {len(values)} entries, over the limit of {max_entries}")
+    size = sum(len(k) + len(v) for k, v in values.items())
+    if size > limits.max_header_bytes:
+        raise ResourceExhausted(
+            f"{field} total {size} bytes, over the limit of {limits.max_header_bytes} "
+            "(limits.max_header_bytes)"
+        )
+
+
+def check_envelope(env: envelope_pb2.Envelope, limits: Limits, field: str = "envelope") -> None:
+    """Check what a publisher controls; hub-set fields (sender, position, sha256) are replaced."""
+    check_channel(env.channel, f"{field}.channel")
+    if len(env.payload) > limits.max_payload_bytes:
+        raise ResourceExhausted(
+            f"{field}.payload is {len(env.payload)} bytes, over the limit of "
+            f"{limits.max_payload_bytes} (limits.max_payload_bytes)"
+        )
+    if env.id:
+        check_id(env.id, f"{field}.id", limits)
+    if env.headers:
+        check_map(env.headers, f"{field}.headers", limits, limits.max_headers)
+    if env.reply_to:
+        check_channel(env.reply_to, f"{field}.reply_to")
+    if len(env.content_type) > 200:
+        raise InvalidArgument(f"{field}.content_type is longer than 200 characters")
+    if len(env.correlation_id) > limits.max_id_length:
+        raise InvalidArgument(
+            f"{field}.correlation_id is longer than {limits.max_id_length} characters"
+        )
+
+
+def check_batch_size(count: int, limits: Limits, field: str = "envelopes") -> None:
+    if count == 0:
+        raise InvalidArgument(f"{field} is empty: send at least one envelope")
+    if count > limits.max_batch:
+        raise ResourceExhausted(
+            f"{field} holds {count} envelopes, over the limit of {limits.max_batch} "
+            "(limits.max_batch)"
+        )
+
+
+def check_enum(value: int, enum: type, field: str, *, allow_unspecified: bool = True) -> None:
+    """Refuse numbers the schema does not define (proto3 keeps unknown enum values)."""
+    names = enum.DESCRIPTOR.values_by_number  # type: ignore[attr-defined]
+    if value not in names or (value == 0 and not allow_unspecified):
+        valid = ", ".join(v.name for v in enum.DESCRIPTOR.values if v.number)  # type: ignore[attr-defined]
+        raise InvalidArgument(f"{field}: {value} is not one of {valid}")
+
+
+def check_card(card: agent_pb2.AgentCard, limits: Limits) -> None:
+    check_id(card.id, "card.id", limits)
+    check_text(card.name, "card.name", limits)
+    check_text(card.version, "card.version", limits)
+    check_enum(card.kind, agent_pb2.AgentKind, "card.kind")
+    if len(card.capabilities) > limits.max_capabilities:
+        raise InvalidArgument(
+            f"card.capabilities has {len(card.capabilities)} entries, over the limit of "
+            f"{limits.max_capabilities} (limits.max_capabilities)"
+        )
+    for i, cap in enumerate(card.capabilities):
+        if not cap or len(cap) > 100 or not cap.isprintable() or " " in cap:
+            raise InvalidArgument(
+                f"card.capabilities[{i}]: {cap[:50]!r} must be 1 to 100 printable characters "
+                "without spaces"
+            )
+    check_map(card.labels, "card.labels", limits, limits.max_labels)
+
+
+def is_inbox(channel: str) -> bool:
+    return channel.startswith(INBOX_PREFIX)
+
+
+def inbox_of(agent_id: str) -> str:
+    return INBOX_PREFIX + agent_id
+
+
+def is_system(channel: str) -> bool:
+    return channel.startswith(SYSTEM_PREFIX)

@@ -1,0 +1,74 @@
+"""The engine interface every implementation honours (see tests/contract)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from agentplex.core.channel_log import Accepted, Replay
+from agentplex.v1 import agent_pb2, envelope_pb2
+
+# Called with every batch of envelopes accepted anywhere (this node or, with a shared engine,
+# another one), in channel order.
+PublicationHandler = Callable[[Sequence[Accepted]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one published envelope."""
+
+    seq: int
+    epoch: str
+    sha256: str
+    duplicate: bool
+
+
+class Engine(ABC):
+    """Shared state and fan-out. Implementations must be safe to call from one event loop."""
+
+    name: str
+
+    @abstractmethod
+    async def start(self, on_publications: PublicationHandler) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # Channels -------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def publish(
+        self, envelopes: Sequence[envelope_pb2.Envelope], now_ns: int
+    ) -> list[Outcome]:
+        """Accept envelopes whose id, sender, created_at and sha256 are set.
+
+        Each gets the next position on its channel and is kept in history, unless its id is in
+        the channel's dedup window: then the original position comes back, `duplicate=True`, and
+        nothing is stored or delivered. Accepted envelopes reach the publication handler.
+        """
+
+    @abstractmethod
+    async def history(self, channel: str, seq: int | None, epoch: str | None, limit: int) -> Replay:
+        """Up to `limit` entries after (seq, epoch); see `ChannelLog.since` for the rules."""
+
+    async def listen(self, channel: str) -> None:
+        """This node has a subscriber for a channel or pattern (engines that fan out between
+        nodes start receiving it)."""
+
+    async def unlisten(self, channel: str) -> None:
+        """This node has no subscriber left for a channel or pattern."""
+
+    # Registry -------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_agent(self, agent: agent_pb2.Agent) -> None: ...
+
+    @abstractmethod
+    async def get_agent(self, agent_id: str) -> agent_pb2.Agent | None: ...
+
+    @abstractmethod
+    async def delete_agent(self, agent_id: str) -> agent_pb2.Agent | None: ...
+
+    @abstractmethod
+    async def list_agents(self) -> list[agent_pb2.Agent]: ...

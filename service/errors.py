@@ -1,0 +1,55 @@
+"""Errors the hub raises, each carrying the gRPC status code every transport reports.
+
+Messages are written for the person who sent the bad input: they name the field, the setting or
+the limit involved.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class HubError(Exception):
+    """An operation refused with a status code and a readable reason."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(HubError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(HubError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(HubError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class PermissionDenied(HubError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(HubError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(HubError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(HubError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unimplemented(HubError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Unavailable(HubError):
+    code = grpc.StatusCode.UNAVAILABLE

@@ -1,0 +1,357 @@
+"""A client's session, whatever the transport: frames in, frames out through an `Outbox`.
+
+A transport (gRPC now, WebSocket and Redis later) hands each client frame to `handle` and writes
+what the outbox yields. The session outlives its connection for the grace period: while detached
+it only records how far each channel has gone, and a resume replays the gap from history, so no
+delivery is buffered in memory for an absent client.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+
+from agentplex.core import authz
+from agentplex.core.acks import AckTracker, TooManyUnacked
+from agentplex.core.channel_log import Accepted
+from agentplex.core.globmatch import glob_match, is_pattern
+from agentplex.core.outbox import Outbox, Overflow
+from agentplex.core.principal import Principal
+from agentplex.core.validation import check_channel, check_subscription, inbox_of
+from agentplex.errors import HubError, InvalidArgument, ResourceExhausted, Unimplemented
+from agentplex.v1 import agent_pb2, envelope_pb2, session_service_pb2 as ss
+
+if TYPE_CHECKING:
+    from agentplex.hub.hub import Hub, Page
+
+log = logging.getLogger("agentplex.session")
+
+Frame = ss.ConnectResponse
+
+
+@dataclass(slots=True)
+class _Sent:
+    """How far a channel has gone to this session: last seq handed out, and the first."""
+
+    epoch: str
+    seq: int
+    first: int
+
+
+def error_frame(err: HubError, ref: str = "", *, fatal: bool = False) -> Frame:
+    return Frame(ref=ref, error=ss.Error(code=err.code.value[0], message=err.message, fatal=fatal))
+
+
+class Session:
+    def __init__(
+        self,
+        hub: Hub,
+        principal: Principal,
+        transport: agent_pb2.Transport.ValueType,
+        *,
+        resumable: bool = True,
+    ) -> None:
+        self.hub = hub
+        self.principal = principal
+        self.transport = transport
+        self.id = secrets.token_hex(8)
+        self.token = secrets.token_urlsafe(24) if resumable else ""
+        self.agent_id = ""
+        self.subscriptions: dict[str, bool] = {}  # name or pattern -> acks required
+        self.outbox: Outbox | None = None
+        self.closed = False
+        settings = hub.settings
+        self.acks = AckTracker(int(settings.session.ack_timeout * 1e9), hub.limits.max_unacked)
+        self._plans: dict[str, tuple[bool, bool]] = {}  # channel -> (may receive, ack)
+        self._sent: dict[str, _Sent] = {}
+        self._holding: dict[str, list[Accepted]] = {}
+        now = time.time_ns()
+        self.last_frame_ns = now
+        self.last_ping_ns = now
+        self.detached_ns = 0
+
+    # Connection ---------------------------------------------------------------------------
+
+    @property
+    def attached(self) -> bool:
+        return self.outbox is not None
+
+    def attach(self, outbox: Outbox) -> None:
+        if self.outbox is not None:
+            self.outbox.close("replaced by a newer connection of the same session")
+        self.outbox = outbox
+        self.last_frame_ns = self.last_ping_ns = time.time_ns()
+        self.detached_ns = 0
+
+    def detach(self, outbox: Outbox) -> None:
+        """The connection behind `outbox` ended without a goodbye."""
+        if self.outbox is not outbox or self.closed:
+            return
+        self.outbox = None
+        self.detached_ns = time.time_ns()
+        if not self.token:
+            self.end("stream closed")
+            return
+        if self.agent_id:
+            self.hub.spawn(self._set_agent_status(agent_pb2.AGENT_STATUS_OFFLINE, "disconnected"))
+
+    def end(self, reason: str, code: grpc.StatusCode | None = None) -> None:
+        """Close the session for good: stop deliveries now, clean up in the background."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.outbox is not None:
+            self.outbox.close(reason, code)
+        self.hub.spawn(self.hub.sessions.forget(self, reason))
+
+    def replaced(self) -> None:
+        """A new registration took this session's agent id over."""
+        self.agent_id = ""
+        self.end("agent registered again by a new session")
+
+    def _fail(self, err: Exception, code: grpc.StatusCode) -> None:
+        self.hub.metrics.slow_consumers += 1
+        log.warning("session %s cut off: %s", self.id, err)
+        self.end(f"consumer too slow: {err}", code)
+
+    # Deliveries ---------------------------------------------------------------------------
+
+    def deliver(self, entry: Accepted) -> None:
+        """A live envelope on a channel this session subscribes to (called by fan-out)."""
+        channel = entry.channel
+        held = self._holding.get(channel)
+        if held is not None:
+            if len(held) >= self.hub.limits.session_queue:
+                self._fail(Overflow("too many live envelopes during a replay"), _EXHAUSTED)
+            held.append(entry)
+            return
+        sent = self._sent.get(channel)
+        if (
+            sent is not None
+            and entry.seq <= sent.seq
+            and sent.epoch == entry.envelope.position.epoch
+        ):
+            return
+        plan = self._plans.get(channel) or self._plan(channel)
+        if plan[0]:
+            self._send(entry, 1, plan[1])
+
+    def _plan(self, channel: str) -> tuple[bool, bool]:
+        allowed = authz.can_receive(self.principal, self.agent_id, channel)
+        ack = any(
+            wants_ack and (name == channel or (is_pattern(name) and glob_match(name, channel)))
+            for name, wants_ack in self.subscriptions.items()
+        )
+        plan = self._plans[channel] = (allowed, ack)
+        return plan
+
+    def _send(self, entry: Accepted, attempt: int, ack: bool) -> None:
+        epoch = entry.envelope.position.epoch
+        sent = self._sent.get(entry.channel)
+        if sent is None or sent.epoch != epoch:
+            self._sent[entry.channel] = _Sent(epoch, entry.seq, entry.seq)
+        else:
+            sent.seq = entry.seq
+        outbox = self.outbox
+        if outbox is None:
+            return  # detached: a resume replays from history
+        try:
+            if ack:
+                self.acks.track(entry, attempt, time.time_ns())
+            outbox.put((entry, attempt))
+        except (Overflow, TooManyUnacked) as err:
+            self._fail(err, _EXHAUSTED)
+
+    def send(self, frame: Frame) -> None:
+        if self.outbox is None:
+            return
+        try:
+            self.outbox.put(frame)
+        except Overflow as err:
+            self._fail(err, _EXHAUSTED)
+
+    async def replay(self, channel: str, seq: int, epoch: str) -> bool:
+        """Send what `channel` holds after (seq, epoch), then what arrived live meanwhile.
+        Returns whether the position could be honoured."""
+        page = await self._begin_replay(channel, seq, epoch)
+        await self._finish_replay(channel, page)
+        return page.recovered
+
+    async def _begin_replay(self, channel: str, seq: int, epoch: str) -> Page:
+        """Hold live envelopes of `channel` and read the first page after (seq, epoch)."""
+        self._holding.setdefault(channel, [])
+        page = await self.hub.read(channel, seq, epoch, self.hub.limits.history_page)
+        start = page.entries[0].seq - 1 if page.entries else page.top
+        self._sent[channel] = _Sent(page.epoch, start, start + 1)
+        return page
+
+    async def _finish_replay(self, channel: str, page: Page) -> None:
+        """Send `page` and the pages after it, then release the envelopes held meanwhile."""
+        attempts = {key: n for key, n in self.acks.attempts().items() if key[0] == channel}
+        ack = (self._plans.get(channel) or self._plan(channel))[1]
+        limit = self.hub.limits.history_page
+        try:
+            while not self.closed:
+                for entry in page.entries:
+                    self._send(entry, attempts.get((channel, entry.seq), 0) + 1, ack)
+                if len(page.entries) < limit:
+                    break
+                if self.outbox is not None:
+                    await self.outbox.wait_for_room()
+                page = await self.hub.read(channel, page.entries[-1].seq, page.epoch, limit)
+        finally:
+            for entry in self._holding.pop(channel, ()):
+                self.deliver(entry)
+
+    def redeliver_due(self, now_ns: int) -> None:
+        if self.outbox is None or not len(self.acks):
+            return
+        for entry, attempt in self.acks.due(now_ns):
+            try:
+                self.outbox.put((entry, attempt))
+            except Overflow as err:
+                self._fail(err, _EXHAUSTED)
+                return
+
+    def positions(self) -> dict[str, _Sent]:
+        return self._sent
+
+    # Frames -------------------------------------------------------------------------------
+
+    async def handle(self, frame: ss.ConnectRequest) -> None:
+        """Act on one client frame; a refused frame gets an error frame echoing its ref."""
+        self.last_frame_ns = time.time_ns()
+        kind = frame.WhichOneof("frame")
+        try:
+            if kind == "publish":
+                await self._publish(frame)
+            elif kind == "ack":
+                for pos in frame.ack.positions:
+                    self.acks.ack(pos.channel, pos.position.seq)
+                self._receipt(frame.ref)
+            elif kind == "heartbeat":
+                await self._heartbeat(frame)
+            elif kind == "subscribe":
+                await self._subscribe(frame)
+            elif kind == "unsubscribe":
+                await self._unsubscribe(frame)
+            elif kind == "goodbye":
+                self._receipt(frame.ref)
+                self.end(frame.goodbye.reason or "goodbye")
+            elif kind == "task_update":
+                raise Unimplemented("task updates arrive with the tasks capability (TaskService)")
+            elif kind == "hello":
+                raise InvalidArgument("hello: the session has already started")
+            else:
+                raise InvalidArgument("frame: empty or unknown frame type")
+        except HubError as err:
+            self.send(error_frame(err, frame.ref))
+
+    def _receipt(self, ref: str) -> None:
+        if ref:
+            self.send(Frame(ref=ref, receipt=ss.Receipt()))
+
+    async def _publish(self, frame: ss.ConnectRequest) -> None:
+        results = await self.hub.publish(
+            self.principal, frame.publish.envelopes, sender=self.agent_id
+        )
+        self.send(Frame(ref=frame.ref, receipt=ss.Receipt(published=results)))
+
+    async def _heartbeat(self, frame: ss.ConnectRequest) -> None:
+        if self.agent_id and frame.heartbeat.status:
+            await self.hub.heartbeat(self.principal, self.agent_id, frame.heartbeat.status)
+        self._receipt(frame.ref)
+
+    async def _set_agent_status(self, status: int, reason: str) -> None:
+        agent = await self.hub.engine.get_agent(self.agent_id)
+        if agent is not None:
+            await self.hub.set_status(agent, status, reason)
+
+    async def subscribe(
+        self,
+        channels: list[str],
+        since: list[envelope_pb2.ChannelPosition],
+        ack: bool,
+        ref: str = "",
+    ) -> list[envelope_pb2.SubscriptionState]:
+        """Subscribe to names and patterns, replay after `since` positions, then go live."""
+        if not channels and not since:
+            raise InvalidArgument("channels is empty: name at least one channel or pattern")
+        for i, name in enumerate(channels):
+            check_subscription(name, f"channels[{i}]")
+            authz.check_subscribe(self.principal, name, self.agent_id)
+        fresh = [c for c in dict.fromkeys(channels) if c not in self.subscriptions]
+        if len(self.subscriptions) + len(fresh) > self.hub.limits.max_subscriptions:
+            raise ResourceExhausted(
+                f"a session may hold {self.hub.limits.max_subscriptions} subscriptions "
+                "(limits.max_subscriptions)"
+            )
+        starts: dict[str, envelope_pb2.StreamPosition] = {}
+        for i, pos in enumerate(since):
+            check_channel(pos.channel, f"since[{i}].channel")
+            authz.check_subscribe(self.principal, pos.channel, self.agent_id)
+            covered = list(self.subscriptions) + channels
+            if not any(c == pos.channel or glob_match(c, pos.channel) for c in covered):
+                raise InvalidArgument(
+                    f"since[{i}].channel: {pos.channel!r} is not among the subscribed channels"
+                )
+            starts[pos.channel] = pos.position
+        for name in channels:
+            self.subscriptions[name] = self.subscriptions.get(name, False) or ack
+        self._plans.clear()
+        for name in fresh:
+            await self.hub.listen(self, name)
+        states: dict[str, envelope_pb2.SubscriptionState] = {}
+        for name in channels:
+            state = states[name] = envelope_pb2.SubscriptionState(
+                channel=name, recovered=True, ack_required=self.subscriptions[name]
+            )
+            if not is_pattern(name) and name not in starts:
+                page = await self.hub.read(name, None, None, 0)
+                state.position.seq, state.position.epoch = page.top, page.epoch
+        first_pages = []
+        for channel, start in starts.items():
+            page = await self._begin_replay(channel, start.seq, start.epoch)
+            state = states.setdefault(
+                channel,
+                envelope_pb2.SubscriptionState(
+                    channel=channel, ack_required=self._plan(channel)[1]
+                ),
+            )
+            state.recovered = page.recovered
+            state.position.seq, state.position.epoch = page.top, page.epoch
+            first_pages.append((channel, page))
+        # The receipt goes first so a client knows its subscriptions before the replay arrives.
+        self.send(Frame(ref=ref, receipt=ss.Receipt(subscriptions=list(states.values()))))
+        for channel, page in first_pages:
+            await self._finish_replay(channel, page)
+        return list(states.values())
+
+    async def _subscribe(self, frame: ss.ConnectRequest) -> None:
+        sub = frame.subscribe
+        await self.subscribe(list(sub.channels), list(sub.since), sub.ack, frame.ref)
+
+    async def _unsubscribe(self, frame: ss.ConnectRequest) -> None:
+        for i, name in enumerate(frame.unsubscribe.channels):
+            check_subscription(name, f"channels[{i}]")
+        for name in frame.unsubscribe.channels:
+            if self.subscriptions.pop(name, None) is not None:
+                await self.hub.unlisten(self, name)
+        self._plans.clear()
+        self._receipt(frame.ref)
+
+    async def unsubscribe_all(self) -> None:
+        for name in list(self.subscriptions):
+            await self.hub.unlisten(self, name)
+        self.subscriptions.clear()
+
+    async def subscribe_inbox(self) -> None:
+        await self.subscribe([inbox_of(self.agent_id)], [], True)
+
+
+_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -1,0 +1,47 @@
+"""A running hub node: engine, hub and servers started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+from agentplex.config import Settings
+from agentplex.hub import Hub
+from agentplex.rpc.server import GrpcServer
+
+log = logging.getLogger("agentplex")
+
+
+class HubNode:
+    """`async with HubNode(settings) as node:` serves until the block ends."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = Hub(settings)
+        self.grpc = GrpcServer(self.hub)
+        self.grpc_port = 0
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.settings.server.host}:{self.grpc_port}"
+
+    async def start(self) -> None:
+        await self.hub.start()
+        server = self.settings.server
+        self.grpc_port = await self.grpc.start(server.host, server.grpc_port)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.grpc.stop(grace)
+        await self.hub.stop()
+
+    async def __aenter__(self) -> HubNode:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(grace=0.5)

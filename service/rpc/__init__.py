@@ -1,0 +1,1 @@
+"""gRPC adapters: thin translations between protobuf requests and hub operations."""
