@@ -128,6 +128,11 @@ def _validate(s: Settings) -> None:
     positive("session", s.session)
     positive("agents", s.agents)
     positive("limits", s.limits)
+    if s.limits.session_queue < s.limits.max_batch:
+        raise ConfigError(
+            "setting limits.session_queue must be at least limits.max_batch, or one accepted "
+            "batch would overflow every subscriber"
+        )
     if s.engine.name not in ("memory", "redis"):
         raise ConfigError(f"setting engine.name must be memory or redis, got {s.engine.name!r}")
     if s.engine.name == "redis" and not s.engine.redis_url:

@@ -139,6 +139,7 @@ class Client:
     ) -> ms.HistoryResponse:
         request = ms.HistoryRequest(channel=channel, limit=limit)
         if isinstance(since, int):
+            request.since.SetInParent()
             request.since.seq = since
         elif since is not None:
             request.since.CopyFrom(since)

