@@ -28,8 +28,9 @@ SERVICES = {
 
 
 def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """Shared by server and SDK so both ends agree on sizes and keepalive."""
+    """Sizes and keepalive; no SO_REUSEPORT, so a second hub on a taken port fails loudly."""
     return [
+        ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 20_000),
@@ -56,9 +57,15 @@ class GrpcServer:
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            self.port = 0
         if not self.port:
-            raise OSError(f"cannot bind gRPC on {host}:{port} (server.host, server.grpc_port)")
+            raise OSError(
+                f"cannot bind gRPC on {host}:{port}: the address is taken or not local "
+                "(--host/--grpc-port, server.host/server.grpc_port)"
+            )
         await self.server.start()
         for service in ("", *(f"agentplex.v1.{name}" for name in SERVICES)):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)

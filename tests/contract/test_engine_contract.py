@@ -1,0 +1,125 @@
+"""The contract every engine honours. Each test runs against every engine in ENGINES; the Redis
+engine joins the list when it lands, and must pass these unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+
+from agentplex.core.channel_log import Accepted, Retention
+from agentplex.engine import Engine, MemoryEngine
+from agentplex.v1 import agent_pb2, envelope_pb2
+
+ENGINES: dict[str, Callable[[Retention], Engine]] = {"memory": MemoryEngine}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def make_engine(request: pytest.FixtureRequest) -> Callable[[Retention], Engine]:
+    return ENGINES[request.param]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[Accepted]] = []
+
+    def __call__(self, entries: Sequence[Accepted]) -> None:
+        self.batches.append(list(entries))
+
+    @property
+    def seqs(self) -> list[tuple[str, int]]:
+        return [(e.channel, e.seq) for batch in self.batches for e in batch]
+
+
+@pytest.fixture
+async def started(
+    make_engine: Callable[[Retention], Engine],
+) -> AsyncIterator[tuple[Engine, Recorder]]:
+    engine = make_engine(Retention(history_size=5, dedup_window_ns=60 * 10**9))
+    recorder = Recorder()
+    await engine.start(recorder)
+    yield engine, recorder
+    await engine.close()
+
+
+def env(channel: str, payload: bytes, id: str) -> envelope_pb2.Envelope:
+    e = envelope_pb2.Envelope(id=id, channel=channel, payload=payload, sender="t")
+    e.created_at.GetCurrentTime()
+    e.sha256 = hashlib.sha256(payload).hexdigest()
+    return e
+
+
+async def test_publish_assigns_consecutive_positions_per_channel(
+    started: tuple[Engine, Recorder],
+) -> None:
+    engine, recorder = started
+    now = time.time_ns()
+    out = await engine.publish(
+        [env("a", b"1", "i1"), env("b", b"2", "i2"), env("a", b"3", "i3")], now
+    )
+    assert [(o.seq, o.duplicate) for o in out] == [(1, False), (1, False), (2, False)]
+    assert out[0].epoch == out[2].epoch and out[0].epoch
+    assert out[0].sha256 == hashlib.sha256(b"1").hexdigest()
+    assert recorder.seqs == [("a", 1), ("b", 1), ("a", 2)]
+    entry = recorder.batches[0][0]
+    assert envelope_pb2.Envelope.FromString(entry.wire).position.seq == 1
+
+
+async def test_duplicates_return_the_original_and_store_nothing(
+    started: tuple[Engine, Recorder],
+) -> None:
+    engine, recorder = started
+    now = time.time_ns()
+    first = await engine.publish([env("a", b"x", "same")], now)
+    again = await engine.publish([env("a", b"changed", "same"), env("a", b"y", "other")], now)
+    assert (
+        again[0].duplicate and again[0].seq == first[0].seq and again[0].sha256 == first[0].sha256
+    )
+    assert (again[1].seq, again[1].duplicate) == (2, False)
+    assert recorder.seqs == [("a", 1), ("a", 2)]
+    page = await engine.history("a", None, None, 10)
+    assert [e.envelope.payload for e in page.entries] == [b"x", b"y"]
+
+
+async def test_history_is_bounded_and_replays_after_a_position(
+    started: tuple[Engine, Recorder],
+) -> None:
+    engine, _ = started
+    now = time.time_ns()
+    await engine.publish([env("h", str(i).encode(), f"h{i}") for i in range(1, 9)], now)
+    everything = await engine.history("h", None, None, 100)
+    assert [e.seq for e in everything.entries] == [4, 5, 6, 7, 8]
+    after = await engine.history("h", 5, everything.epoch, 100)
+    assert after.recovered and [e.seq for e in after.entries] == [6, 7, 8]
+    gone = await engine.history("h", 1, everything.epoch, 100)
+    assert not gone.recovered and [e.seq for e in gone.entries] == [4, 5, 6, 7, 8]
+    other = await engine.history("h", 5, "another-epoch", 100)
+    assert not other.recovered
+    limited = await engine.history("h", 4, "", 2)
+    assert [e.seq for e in limited.entries] == [5, 6] and limited.top == 8
+
+
+async def test_history_of_an_unknown_channel_is_empty(started: tuple[Engine, Recorder]) -> None:
+    engine, _ = started
+    page = await engine.history("never", None, None, 10)
+    assert page.entries == [] and page.top == 0 and page.recovered
+    from_start = await engine.history("never", 0, "", 10)
+    assert from_start.recovered
+
+
+async def test_registry_put_get_list_delete(started: tuple[Engine, Recorder]) -> None:
+    engine, _ = started
+    agent = agent_pb2.Agent(card=agent_pb2.AgentCard(id="a1"), status=agent_pb2.AGENT_STATUS_ONLINE)
+    await engine.put_agent(agent)
+    assert (await engine.get_agent("a1")) == agent
+    assert [a.card.id for a in await engine.list_agents()] == ["a1"]
+    agent.status = agent_pb2.AGENT_STATUS_BUSY
+    await engine.put_agent(agent)
+    stored = await engine.get_agent("a1")
+    assert stored is not None and stored.status == agent_pb2.AGENT_STATUS_BUSY
+    removed = await engine.delete_agent("a1")
+    assert removed is not None and removed.card.id == "a1"
+    assert await engine.get_agent("a1") is None
+    assert await engine.delete_agent("a1") is None

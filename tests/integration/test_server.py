@@ -1,0 +1,53 @@
+"""What stock gRPC tools rely on: health checking and server reflection; and TaskService's
+declared-but-not-yet-served answer."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from agentplex.client import Client
+from agentplex.v1 import task_service_pb2 as ts, task_service_pb2_grpc as ts_grpc
+
+
+async def test_health_reports_serving_for_hub_and_each_service(client: Client) -> None:
+    stub = health_pb2_grpc.HealthStub(client.channel)
+    for service in ("", "agentplex.v1.MessagingService", "agentplex.v1.SessionService"):
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.Check(health_pb2.HealthCheckRequest(service="nope.Service"))
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reflection_lists_every_service_and_describes_them(client: Client) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(client.channel)
+
+    async def ask(**request: str) -> reflection_pb2.ServerReflectionResponse:
+        call = stub.ServerReflectionInfo()
+        await call.write(reflection_pb2.ServerReflectionRequest(**request))  # type: ignore[arg-type]
+        reply = await call.read()
+        await call.done_writing()
+        return reply  # type: ignore[no-any-return]
+
+    listed = await ask(list_services="")
+    names = {s.name for s in listed.list_services_response.service}
+    assert {
+        "agentplex.v1.RegistryService",
+        "agentplex.v1.MessagingService",
+        "agentplex.v1.TaskService",
+        "agentplex.v1.SessionService",
+        "grpc.health.v1.Health",
+    } <= names
+    described = await ask(file_containing_symbol="agentplex.v1.SessionService")
+    assert described.file_descriptor_response.file_descriptor_proto
+
+
+async def test_task_service_answers_unimplemented(client: Client) -> None:
+    stub = ts_grpc.TaskServiceStub(client.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.SubmitTask(ts.SubmitTaskRequest())
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "TaskService.SubmitTask" in (refused.value.details() or "")
