@@ -23,7 +23,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class StreamPosition(_message.Message):
     """Where an envelope sits in its channel's history. `seq` grows strictly by one per accepted
     envelope; `epoch` changes whenever the channel's history is lost (hub restart on the memory
-    engine, Redis data loss), so a (seq, epoch) pair from an old epoch cannot be recovered.
+    engine, Redis data loss), so a (seq, epoch) pair from an old epoch cannot be recovered. A client
+    that knows only a seq may leave the epoch empty: it then means the channel's current epoch.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
