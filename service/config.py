@@ -83,10 +83,15 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+# Keys dynaconf itself adds to the settings object.
+_DYNACONF_KEYS = frozenset({"LOAD_DOTENV", "ENV", "ENVIRONMENTS", "SETTINGS_FILE_FOR_DYNACONF"})
+
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"setting {name}: {value!r} is not a valid {kind.__name__}")
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -167,9 +172,16 @@ def load_settings(
         merge_enabled=True,
         load_dotenv=False,
     )
+    for key in dyn.as_dict():
+        if key.lower() not in _SECTIONS and key not in _DYNACONF_KEYS:
+            known = ", ".join(_SECTIONS)
+            raise ConfigError(f"unknown setting section {key.lower()!r} (known: {known})")
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
-        raw = dict(dyn.get(name, {}) or {})
+        section = dyn.get(name, {}) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"setting {name} must be a section of keys, got {section!r}")
+        raw = dict(section)
         raw.update((overrides or {}).get(name, {}))
         sections[name] = _section(name, cls, raw)
     settings = Settings(env=env, **sections)

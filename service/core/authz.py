@@ -43,7 +43,8 @@ def check_subscribe(principal: Principal, channel: str, agent_id: str) -> None:
 
 def can_receive(principal: Principal, agent_id: str, channel: str) -> bool:
     """Whether a session of `principal` (holding `agent_id`) may get envelopes of `channel`."""
-    if is_inbox(channel) and channel[len(INBOX_PREFIX) :] != agent_id and not principal.is_admin:
+    own = bool(agent_id) and channel[len(INBOX_PREFIX) :] == agent_id
+    if is_inbox(channel) and not own and not principal.is_admin:
         return False
     return _scoped(principal, "subscribe", channel)
 

@@ -86,6 +86,7 @@ class ChannelLog:
 
     def _remember(self, envelope_id: str, entry: Accepted, now_ns: int) -> None:
         dedup = self._dedup
+        dedup.pop(envelope_id, None)  # an id accepted again moves to the back (expiry order)
         dedup[envelope_id] = (entry.seq, entry.sha256, now_ns + self._retention.dedup_window_ns)
         if len(dedup) > self._retention.dedup_size:
             del dedup[next(iter(dedup))]

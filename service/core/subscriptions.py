@@ -64,7 +64,7 @@ class SubscriptionIndex(Generic[S]):
         return False
 
     def match(self, channel: str) -> tuple[S, ...]:
-        """Every subscriber of `channel`, once each, in subscription order."""
+        """Every subscriber of `channel` once each: name subscribers first, then pattern ones."""
         hit = self._cache.get(channel)
         if hit is not None:
             return hit

