@@ -63,6 +63,15 @@ class AgentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSettings:
+    default_max_attempts: int = 3
+    max_attempts: int = 20
+    ack_deadline: float = 30
+    max_events: int = 1000
+    retention: float = 86_400
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     env: str = "development"
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -70,6 +79,7 @@ class Settings:
     channels: ChannelSettings = field(default_factory=ChannelSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     agents: AgentSettings = field(default_factory=AgentSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     limits: Limits = field(default_factory=Limits)
 
 
@@ -79,6 +89,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "channels": ChannelSettings,
     "session": SessionSettings,
     "agents": AgentSettings,
+    "tasks": TaskSettings,
     "limits": Limits,
 }
 
@@ -132,6 +143,9 @@ def _validate(s: Settings) -> None:
     positive("channels", s.channels)
     positive("session", s.session)
     positive("agents", s.agents)
+    positive("tasks", s.tasks)
+    if s.tasks.default_max_attempts > s.tasks.max_attempts:
+        raise ConfigError("setting tasks.default_max_attempts must not exceed tasks.max_attempts")
     positive("limits", s.limits)
     if s.limits.session_queue < s.limits.max_batch:
         raise ConfigError(

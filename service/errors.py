@@ -51,5 +51,9 @@ class Unimplemented(HubError):
     code = grpc.StatusCode.UNIMPLEMENTED
 
 
+class DeadlineExceeded(HubError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class Unavailable(HubError):
     code = grpc.StatusCode.UNAVAILABLE

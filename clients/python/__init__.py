@@ -10,6 +10,7 @@ from agentplex.client.client import DEFAULT_HUB, Client, Subscription, envelope
 from agentplex.client.errors import HubError, SessionClosed
 from agentplex.client.session import Message, Session, SessionSubscription
 from agentplex.client.sync import SyncClient
+from agentplex.client.tasks import TaskContext, TaskFailed, TaskHandle, TaskRejected
 
 __all__ = [
     "DEFAULT_HUB",
@@ -21,5 +22,9 @@ __all__ = [
     "SessionSubscription",
     "Subscription",
     "SyncClient",
+    "TaskContext",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskRejected",
     "envelope",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
@@ -20,6 +21,7 @@ from grpc import aio
 
 from agentplex.client.errors import HubError
 from agentplex.client.positions import Positions
+from agentplex.client.tasks import TaskHandle, payload
 from agentplex.v1 import (
     agent_pb2,
     envelope_pb2,
@@ -27,6 +29,9 @@ from agentplex.v1 import (
     messaging_service_pb2_grpc as ms_grpc,
     registry_service_pb2 as rs,
     registry_service_pb2_grpc as rs_grpc,
+    task_pb2,
+    task_service_pb2 as ts,
+    task_service_pb2_grpc as ts_grpc,
 )
 
 DEFAULT_HUB = "127.0.0.1:50051"
@@ -82,6 +87,7 @@ class Client:
         self.channel = aio.insecure_channel(self.address, options=channel_options())
         self.messaging = ms_grpc.MessagingServiceStub(self.channel)
         self.registry = rs_grpc.RegistryServiceStub(self.channel)
+        self.tasks = ts_grpc.TaskServiceStub(self.channel)
 
     async def __aenter__(self) -> Client:
         return self
@@ -202,6 +208,96 @@ class Client:
                 yield response.event
         except grpc.RpcError as err:
             raise HubError.from_rpc(err) from None
+
+    # Tasks ----------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        input: bytes | str | task_pb2.Payload | None = None,
+        *,
+        require: Iterable[str] = (),
+        kinds: Iterable[agent_pb2.AgentKind.ValueType] = (),
+        agent: str = "",
+        priority: int = 0,
+        deadline: float | None = None,
+        max_attempts: int = 0,
+        idempotency_key: str = "",
+        context: task_pb2.ContextPackage | None = None,
+        content_type: str = "",
+        labels: Mapping[str, str] | None = None,
+    ) -> TaskHandle:
+        """Submit a task. `deadline` is in seconds from now; `idempotency_key` makes a retried
+        submit return the same task (`handle.existing` is then True)."""
+        task = task_pb2.Task(
+            input=payload(input, content_type),
+            required_capabilities=require,
+            preferred_kinds=kinds,
+            target_agent_id=agent,
+            priority=priority,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+            labels=dict(labels or {}),
+        )
+        if context is not None:
+            task.context.CopyFrom(context)
+        if deadline is not None:
+            task.deadline.FromNanoseconds(time.time_ns() + int(deadline * 1e9))
+        response = await self._call(self.tasks.SubmitTask, ts.SubmitTaskRequest(task=task))
+        return TaskHandle(self, response.task, response.existing)
+
+    def task(self, task_id: str) -> TaskHandle:
+        """A handle on an existing task (to watch, wait for, cancel or answer it)."""
+        return TaskHandle(self, task_pb2.Task(id=task_id))
+
+    async def get_task(self, task_id: str) -> task_pb2.Task:
+        response = await self._call(self.tasks.GetTask, ts.GetTaskRequest(task_id=task_id))
+        return response.task  # type: ignore[no-any-return]
+
+    async def list_tasks(
+        self,
+        *,
+        states: Iterable[task_pb2.TaskState.ValueType] = (),
+        agent: str = "",
+        capability: str = "",
+        limit: int = 0,
+    ) -> list[task_pb2.Task]:
+        request = ts.ListTasksRequest(
+            states=states, agent_id=agent, capability=capability, limit=limit
+        )
+        return list((await self._call(self.tasks.ListTasks, request)).tasks)
+
+    async def cancel_task(self, task_id: str, reason: str = "") -> task_pb2.Task:
+        request = ts.CancelTaskRequest(task_id=task_id, reason=reason)
+        return (await self._call(self.tasks.CancelTask, request)).task  # type: ignore[no-any-return]
+
+    async def provide_input(
+        self, task_id: str, value: bytes | str | task_pb2.Payload
+    ) -> task_pb2.Task:
+        request = ts.ProvideInputRequest(task_id=task_id, input=payload(value))
+        return (await self._call(self.tasks.ProvideInput, request)).task  # type: ignore[no-any-return]
+
+    async def handoff(
+        self,
+        parent_task_id: str,
+        input: bytes | str | task_pb2.Payload | None = None,
+        *,
+        require: Iterable[str] = (),
+        kinds: Iterable[agent_pb2.AgentKind.ValueType] = (),
+        agent: str = "",
+        summary: str = "",
+        decisions: Iterable[str] = (),
+    ) -> TaskHandle:
+        """A child task that carries the parent's context package, result and artifacts."""
+        child = task_pb2.Task(
+            required_capabilities=require, preferred_kinds=kinds, target_agent_id=agent
+        )
+        if input is not None:
+            child.input.CopyFrom(payload(input))
+        request = ts.HandoffTaskRequest(
+            parent_task_id=parent_task_id, task=child, summary=summary, decisions=decisions
+        )
+        response = await self._call(self.tasks.HandoffTask, request)
+        return TaskHandle(self, response.task)
 
     def session(self, card: agent_pb2.AgentCard | None = None, **options: Any) -> Any:
         """A live session (registers `card` as an agent when given); see `Session`."""

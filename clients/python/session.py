@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -27,13 +27,17 @@ import grpc
 
 from agentplex.client.errors import HubError, SessionClosed, status_from_number
 from agentplex.client.positions import Positions
+from agentplex.client.tasks import TaskContext, TaskRejected, payload
 from agentplex.core.globmatch import glob_match, is_pattern
 from agentplex.v1 import (
     agent_pb2,
     envelope_pb2,
     session_service_pb2 as ss,
     session_service_pb2_grpc as ss_grpc,
+    task_pb2,
 )
+
+TaskHandler = Callable[[TaskContext], Awaitable[bytes | str | task_pb2.Payload | None]]
 
 if TYPE_CHECKING:
     from agentplex.client.client import Client
@@ -115,6 +119,7 @@ class Session:
         self.status = 0
         self.closed = False
         self.connected = asyncio.Event()
+        self.closed_event = asyncio.Event()
         self._call: Any = None
         self._refs = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[ss.ConnectResponse]] = {}
@@ -126,6 +131,8 @@ class Session:
         self._heartbeats: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._leaving = False
+        self._handler: TaskHandler | None = None
+        self._running: dict[tuple[str, int], tuple[asyncio.Task[None], TaskContext]] = {}
         self.reconnects = 0
 
     # Lifecycle ----------------------------------------------------------------------------
@@ -164,9 +171,15 @@ class Session:
         if self._call is not None:
             self._call.cancel()
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the session ended (SessionClosed after a goodbye), None while it lives."""
+        return self._failure
+
     def _shutdown(self, failure: BaseException) -> None:
         self.closed = True
         self._failure = failure
+        self.closed_event.set()
         self.connected.set()
         for task in (self._runner, self._heartbeats):
             if task is not None and task is not asyncio.current_task():
@@ -179,6 +192,8 @@ class Session:
         self._waiting.clear()
         for sub in self._subs:
             sub.queue.put_nowait(None)
+        for task, _ in list(self._running.values()):
+            task.cancel()
 
     async def _open(self, *, resume: bool) -> None:
         """Open a stream and say hello; on a fresh (not resumed) session, subscribe again."""
@@ -266,6 +281,16 @@ class Session:
             kind = frame.WhichOneof("frame")
             if kind == "deliveries":
                 await self._dispatch(frame.deliveries)
+            elif kind == "task_assignment":
+                self._start_task(frame.task_assignment)
+            elif kind == "task_cancel":
+                running = self._running.get((frame.task_cancel.task_id, frame.task_cancel.attempt))
+                if running is not None:
+                    running[0].cancel()
+            elif kind == "task_input":
+                running = self._running.get((frame.task_input.task_id, frame.task_input.attempt))
+                if running is not None:
+                    running[1]._give_input(frame.task_input.input)
             elif kind == "ping":
                 await self._try_write(ss.ConnectRequest(heartbeat=ss.Heartbeat()))
             elif kind == "error" and frame.error.fatal and frame.ref not in self._waiting:
@@ -398,6 +423,47 @@ class Session:
     async def ack(self, env: envelope_pb2.Envelope) -> None:
         position = envelope_pb2.ChannelPosition(channel=env.channel, position=env.position)
         await self._try_write(ss.ConnectRequest(ack=ss.Ack(positions=[position])))
+
+    # Tasks --------------------------------------------------------------------------------
+
+    def on_task(self, handler: TaskHandler) -> TaskHandler:
+        """Run `handler` for every task assigned to this agent. Its return value is the result;
+        raising TaskRejected gives the task back; any other exception fails it; a cancel from
+        the hub arrives as asyncio cancellation. Usable as a decorator."""
+        self._handler = handler
+        return handler
+
+    def _start_task(self, assignment: ss.TaskAssignment) -> None:
+        key = (assignment.task.id, assignment.attempt)
+        if key in self._running or self._handler is None:
+            return
+        context = TaskContext(self, assignment)
+        task = asyncio.get_running_loop().create_task(self._work(context, self._handler))
+        self._running[key] = (task, context)
+        task.add_done_callback(lambda _: self._running.pop(key, None))
+
+    async def _work(self, context: TaskContext, handler: TaskHandler) -> None:
+        def update(**fields: Any) -> ss.ConnectRequest:
+            return ss.ConnectRequest(
+                task_update=ss.TaskUpdate(task_id=context.id, attempt=context.attempt, **fields)
+            )
+
+        await self._send_tracked(update(accept=ss.TaskAccept()))
+        try:
+            outcome = update(result=payload(await handler(context)))
+        except asyncio.CancelledError:
+            return  # the hub canceled the task (or the session is closing)
+        except TaskRejected as rejected:
+            outcome = update(reject=ss.TaskReject(reason=str(rejected)))
+        except Exception as err:
+            log.exception("task %s failed", context.id)
+            outcome = update(failure=task_pb2.TaskError(code="UNKNOWN", message=str(err)[:1000]))
+        with contextlib.suppress(HubError, SessionClosed):
+            await self._request(outcome)
+
+    @property
+    def running_tasks(self) -> int:
+        return len(self._running)
 
     async def set_status(self, status: int) -> None:
         """Report ONLINE, BUSY, WAITING_INPUT or DRAINING."""

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from agentplex import __version__
-from agentplex.cli import clientcmds, serve
+from agentplex.cli import agent, clientcmds, serve, taskcmds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
     clientcmds.add_parsers(commands)
+    taskcmds.add_parsers(commands)
+    agent.add_parser(commands)
     return parser
 
 

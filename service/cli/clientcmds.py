@@ -3,95 +3,49 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
-from collections.abc import Callable, Coroutine
 from typing import Any
 
-import grpc
-from google.protobuf import json_format
-from google.protobuf.message import Message
-
-from agentplex.client import Client, HubError
-from agentplex.client.client import default_hub
+from agentplex.cli.common import add_common, enum_value, json_line, run_client
+from agentplex.client import Client
 from agentplex.core.globmatch import is_pattern
 from agentplex.v1 import agent_pb2, envelope_pb2
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--hub",
-        default=None,
-        help="hub address HOST:PORT (default $AGENTPLEX_HUB or 127.0.0.1:50051)",
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-
-
 def add_parsers(commands: Any) -> None:
     p = commands.add_parser("publish", help="publish DATA on CHANNEL and print its position")
-    _common(p)
+    add_common(p)
     p.add_argument("channel")
     p.add_argument("data", help="the payload; '-' reads standard input")
     p.add_argument("--content-type", default="")
     p.add_argument("--header", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--id", default="", help="envelope id (a retry with the same id is stored once)")
-    p.set_defaults(run=_runner(publish))
+    p.set_defaults(run=run_client(publish))
 
     p = commands.add_parser(
         "subscribe", help="print envelopes on channels or patterns as they come"
     )
-    _common(p)
+    add_common(p)
     p.add_argument("channels", nargs="+", metavar="PATTERN")
     p.add_argument("--since", type=int, help="replay named channels after this seq first")
     p.add_argument("--count", type=int, help="exit after this many envelopes")
-    p.set_defaults(run=_runner(subscribe))
+    p.set_defaults(run=run_client(subscribe))
 
     p = commands.add_parser("history", help="print a channel's stored envelopes")
-    _common(p)
+    add_common(p)
     p.add_argument("channel")
     p.add_argument("--since", type=int, help="only envelopes after this seq")
     p.add_argument(
         "--limit", type=int, default=0, help="at most this many (default: the hub's page)"
     )
-    p.set_defaults(run=_runner(history))
+    p.set_defaults(run=run_client(history))
 
     p = commands.add_parser("agents", help="list registered agents")
-    _common(p)
+    add_common(p)
     p.add_argument("--kind", action="append", default=[], help="e.g. claude_code, custom")
     p.add_argument("--capability", action="append", default=[])
     p.add_argument("--status", action="append", default=[], help="e.g. online, offline")
-    p.set_defaults(run=_runner(agents))
-
-
-def _runner(
-    command: Callable[[Client, argparse.Namespace], Coroutine[Any, Any, int]],
-) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        address = args.hub or default_hub()
-
-        async def go() -> int:
-            async with Client(address) as client:
-                return await command(client, args)
-
-        try:
-            return asyncio.run(go())
-        except HubError as err:
-            if err.code == grpc.StatusCode.UNAVAILABLE:
-                message = f"cannot reach the hub at {address} (--hub, AGENTPLEX_HUB): {err.message}"
-            else:
-                message = f"{err.code.name}: {err.message}"
-            print(f"agentplex {args.command}: {message}", file=sys.stderr)
-            return 1
-        except ValueError as err:
-            print(f"agentplex {args.command}: {err}", file=sys.stderr)
-            return 2
-
-    return run
-
-
-def _json(message: Message) -> str:
-    return json.dumps(json_format.MessageToDict(message), separators=(",", ":"))
+    p.set_defaults(run=run_client(agents))
 
 
 def _text(env: envelope_pb2.Envelope) -> str:
@@ -100,19 +54,6 @@ def _text(env: envelope_pb2.Envelope) -> str:
     except UnicodeDecodeError:
         body = f"<{len(env.payload)} bytes {env.content_type}>"
     return f"{env.channel} #{env.position.seq} {env.sender}: {body}"
-
-
-def _enum(enum: Any, prefix: str, value: str, option: str) -> Any:
-    name = prefix + value.upper().replace("-", "_")
-    try:
-        return enum.Value(name)
-    except ValueError:
-        valid = ", ".join(
-            n.removeprefix(prefix).lower()
-            for n in enum.DESCRIPTOR.values_by_name
-            if "UNSPECIFIED" not in n
-        )
-        raise ValueError(f"{option} {value!r} is not one of {valid}") from None
 
 
 async def publish(client: Client, args: argparse.Namespace) -> int:
@@ -127,7 +68,7 @@ async def publish(client: Client, args: argparse.Namespace) -> int:
         args.channel, data, content_type=args.content_type, headers=headers, id=args.id
     )
     if args.json:
-        print(_json(result))
+        print(json_line(result))
     else:
         note = " (duplicate id: already stored)" if result.duplicate else ""
         print(f"{result.channel} #{result.position.seq} epoch {result.position.epoch}{note}")
@@ -142,7 +83,7 @@ async def subscribe(client: Client, args: argparse.Namespace) -> int:
     if args.count == 0:
         return 0
     async for env in client.subscribe(*args.channels, since=since):
-        print(_json(env) if args.json else _text(env), flush=True)
+        print(json_line(env) if args.json else _text(env), flush=True)
         received += 1
         if args.count is not None and received >= args.count:
             break
@@ -152,19 +93,21 @@ async def subscribe(client: Client, args: argparse.Namespace) -> int:
 async def history(client: Client, args: argparse.Namespace) -> int:
     page = await client.history(args.channel, since=args.since, limit=args.limit)
     for env in page.envelopes:
-        print(_json(env) if args.json else _text(env))
+        print(json_line(env) if args.json else _text(env))
     if not page.recovered and args.since is not None and not args.json:
         print(f"(history before #{args.since} is no longer complete)", file=sys.stderr)
     return 0
 
 
 async def agents(client: Client, args: argparse.Namespace) -> int:
-    kinds = [_enum(agent_pb2.AgentKind, "AGENT_KIND_", k, "--kind") for k in args.kind]
-    statuses = [_enum(agent_pb2.AgentStatus, "AGENT_STATUS_", s, "--status") for s in args.status]
+    kinds = [enum_value(agent_pb2.AgentKind, "AGENT_KIND_", k, "--kind") for k in args.kind]
+    statuses = [
+        enum_value(agent_pb2.AgentStatus, "AGENT_STATUS_", s, "--status") for s in args.status
+    ]
     found = await client.agents(kinds=kinds, capabilities=args.capability, statuses=statuses)
     for agent in found:
         if args.json:
-            print(_json(agent))
+            print(json_line(agent))
             continue
         card = agent.card
         kind = agent_pb2.AgentKind.Name(card.kind).removeprefix("AGENT_KIND_").lower()

@@ -57,3 +57,13 @@ def check_register(principal: Principal) -> None:
 def check_agent_owner(principal: Principal, owner: str, agent_id: str) -> None:
     if owner != principal.id and not principal.is_admin:
         raise PermissionDenied(f"agent {agent_id!r} belongs to another principal")
+
+
+def check_scope(principal: Principal, scope: str) -> None:
+    if not principal.is_admin and scope not in principal.scopes:
+        raise PermissionDenied(f"this needs the {scope!r} scope")
+
+
+def check_task_owner(principal: Principal, submitter: str, task_id: str) -> None:
+    if submitter != principal.id and not principal.is_admin:
+        raise PermissionDenied(f"task {task_id} was submitted by another principal")

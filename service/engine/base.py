@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agentplex.core.channel_log import Accepted, Replay
-from agentplex.v1 import agent_pb2, envelope_pb2
+from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 
 # Called with every batch of envelopes accepted anywhere (this node or, with a shared engine,
 # another one), in channel order.
@@ -72,3 +72,41 @@ class Engine(ABC):
 
     @abstractmethod
     async def list_agents(self) -> list[agent_pb2.Agent]: ...
+
+    # Tasks ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_task(self, task: task_pb2.Task) -> None: ...
+
+    @abstractmethod
+    async def get_task(self, task_id: str) -> task_pb2.Task | None: ...
+
+    @abstractmethod
+    async def list_tasks(self) -> list[task_pb2.Task]: ...
+
+    @abstractmethod
+    async def delete_task(self, task_id: str) -> None:
+        """Forget a task, its events and its idempotency key."""
+
+    @abstractmethod
+    async def claim_idempotency_key(self, key: str, task_id: str) -> str:
+        """Bind `key` to `task_id` unless it is bound already; return the id it is bound to."""
+
+    @abstractmethod
+    async def append_task_event(self, event: task_pb2.TaskEvent, keep: int) -> int:
+        """Number the event (1, 2, ... per task), store it keeping the last `keep`."""
+
+    @abstractmethod
+    async def task_events(self, task_id: str, after: int) -> list[task_pb2.TaskEvent]: ...
+
+    @abstractmethod
+    async def enqueue_task(self, task_id: str, priority: int, created_ns: int) -> None:
+        """Queue a task for dispatch: higher priority first, then older first."""
+
+    @abstractmethod
+    async def dequeue_task(self, task_id: str) -> bool:
+        """Take a task off the queue; False when it was not queued (someone else took it)."""
+
+    @abstractmethod
+    async def pending_tasks(self) -> list[str]:
+        """Queued task ids in dispatch order."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from agentplex.core.channel_log import Accepted, ChannelLog, Replay, Retention, new_epoch
 from agentplex.engine.base import Engine, Outcome, PublicationHandler
-from agentplex.v1 import agent_pb2, envelope_pb2
+from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 
 
 def _drop(_: Sequence[Accepted]) -> None:
@@ -26,6 +29,13 @@ class MemoryEngine(Engine):
         self._agents: dict[str, agent_pb2.Agent] = {}
         self._handler: PublicationHandler = _drop
         self.epoch = new_epoch()
+        self._tasks: dict[str, task_pb2.Task] = {}
+        self._keys: dict[str, str] = {}
+        self._events: dict[str, deque[task_pb2.TaskEvent]] = {}
+        self._event_numbers: dict[str, int] = {}
+        self._queue: list[tuple[int, int, int, str]] = []
+        self._queued: dict[str, tuple[int, int, int, str]] = {}
+        self._order = itertools.count()
 
     async def start(self, on_publications: PublicationHandler) -> None:
         self._handler = on_publications
@@ -76,3 +86,56 @@ class MemoryEngine(Engine):
 
     async def list_agents(self) -> list[agent_pb2.Agent]:
         return list(self._agents.values())
+
+    async def put_task(self, task: task_pb2.Task) -> None:
+        self._tasks[task.id] = task
+
+    async def get_task(self, task_id: str) -> task_pb2.Task | None:
+        return self._tasks.get(task_id)
+
+    async def list_tasks(self) -> list[task_pb2.Task]:
+        return list(self._tasks.values())
+
+    async def delete_task(self, task_id: str) -> None:
+        task = self._tasks.pop(task_id, None)
+        self._events.pop(task_id, None)
+        self._event_numbers.pop(task_id, None)
+        await self.dequeue_task(task_id)
+        if task is not None and task.idempotency_key:
+            for key, holder in list(self._keys.items()):
+                if holder == task_id:
+                    del self._keys[key]
+
+    async def claim_idempotency_key(self, key: str, task_id: str) -> str:
+        return self._keys.setdefault(key, task_id)
+
+    async def append_task_event(self, event: task_pb2.TaskEvent, keep: int) -> int:
+        task_id = event.task.id
+        number = self._event_numbers.get(task_id, 0) + 1
+        self._event_numbers[task_id] = number
+        event.number = number
+        events = self._events.get(task_id)
+        if events is None:
+            events = self._events[task_id] = deque(maxlen=keep)
+        events.append(event)
+        return number
+
+    async def task_events(self, task_id: str, after: int) -> list[task_pb2.TaskEvent]:
+        return [e for e in self._events.get(task_id, ()) if e.number > after]
+
+    async def enqueue_task(self, task_id: str, priority: int, created_ns: int) -> None:
+        if task_id in self._queued:
+            return
+        entry = (-priority, created_ns, next(self._order), task_id)
+        self._queued[task_id] = entry
+        bisect.insort(self._queue, entry)
+
+    async def dequeue_task(self, task_id: str) -> bool:
+        entry = self._queued.pop(task_id, None)
+        if entry is None:
+            return False
+        del self._queue[bisect.bisect_left(self._queue, entry)]
+        return True
+
+    async def pending_tasks(self) -> list[str]:
+        return [entry[3] for entry in self._queue]

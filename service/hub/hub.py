@@ -69,7 +69,8 @@ class Hub:
     def __init__(
         self, settings: Settings, engine: Engine | None = None, *, node_id: str = ""
     ) -> None:
-        from agentplex.hub.sessions import SessionManager  # sessions need the Hub type
+        from agentplex.hub.sessions import SessionManager  # these need the Hub type
+        from agentplex.hub.tasks import TaskManager
 
         self.settings = settings
         self.limits = settings.limits
@@ -78,6 +79,7 @@ class Hub:
         self.index: SubscriptionIndex[Subscriber] = SubscriptionIndex()
         self.metrics = Metrics()
         self.sessions = SessionManager(self)
+        self.tasks = TaskManager(self)
         self._id_prefix = secrets.token_hex(5)
         self._ids = itertools.count(1)
         # Agents registered without a session on this node -> last heartbeat (ns).
@@ -90,10 +92,12 @@ class Hub:
     async def start(self) -> None:
         await self.engine.start(self._on_publications)
         self.sessions.start()
+        self.tasks.start()
         self.started = True
 
     async def stop(self) -> None:
         self.started = False
+        await self.tasks.stop()
         await self.sessions.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -301,6 +305,7 @@ class Hub:
             agent.status = status  # type: ignore[assignment]
         await self.engine.put_agent(agent)
         if changed:
+            self.tasks.agent_status(agent.card.id, status)
             await self._emit(agent_pb2.AGENT_EVENT_TYPE_STATUS_CHANGED, agent, reason)
 
     async def deregister_agent(
@@ -314,6 +319,7 @@ class Hub:
 
     async def remove_agent(self, agent_id: str, reason: str) -> None:
         self._unary_agents.pop(agent_id, None)
+        await self.tasks.agent_gone(agent_id, reason)
         agent = await self.engine.delete_agent(agent_id)
         if agent is not None:
             agent.status = registry.OFFLINE
@@ -364,6 +370,12 @@ class Hub:
         finally:
             await self.unlisten(watcher, SYS_AGENTS)
 
+    async def publish_system(
+        self, envelopes: list[envelope_pb2.Envelope]
+    ) -> list[envelope_pb2.PublishResult]:
+        """The hub's own publications (system channels), unchecked and sent by "hub"."""
+        return await self._accept(envelopes, "hub")
+
     async def _emit(self, kind: int, agent: agent_pb2.Agent, reason: str) -> None:
         event = agent_pb2.AgentEvent(type=kind, agent=agent, reason=reason)  # type: ignore[arg-type]
         event.time.GetCurrentTime()
@@ -373,7 +385,7 @@ class Hub:
             headers={"type": AGENT_EVENT_TYPE},
             payload=event.SerializeToString(),
         )
-        await self._accept([env], "hub")
+        await self.publish_system([env])
 
     # Liveness of agents registered without a session ----------------------------------------
 

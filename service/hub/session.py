@@ -23,7 +23,7 @@ from agentplex.core.globmatch import glob_match, is_pattern
 from agentplex.core.outbox import Outbox, Overflow
 from agentplex.core.principal import Principal
 from agentplex.core.validation import check_channel, check_subscription, inbox_of
-from agentplex.errors import HubError, InvalidArgument, ResourceExhausted, Unimplemented
+from agentplex.errors import FailedPrecondition, HubError, InvalidArgument, ResourceExhausted
 from agentplex.v1 import agent_pb2, envelope_pb2, session_service_pb2 as ss
 
 if TYPE_CHECKING:
@@ -244,7 +244,12 @@ class Session:
                 self._receipt(frame.ref)
                 self.end(frame.goodbye.reason or "goodbye")
             elif kind == "task_update":
-                raise Unimplemented("task updates arrive with the tasks capability (TaskService)")
+                if not self.agent_id:
+                    raise FailedPrecondition(
+                        "task_update: this session has no agent (say hello with a card)"
+                    )
+                await self.hub.tasks.update(self, frame.task_update)
+                self._receipt(frame.ref)
             elif kind == "hello":
                 raise InvalidArgument("hello: the session has already started")
             else:

@@ -87,6 +87,7 @@ class SessionManager:
             session.send(Frame(ref=frame.ref, welcome=self._welcome(session, resumed=False)))
             if session.agent_id:
                 await session.subscribe_inbox()
+                self.hub.tasks.agent_online(agent)
         except BaseException:
             # The transport reports the refusal on this connection; the session just goes.
             session.outbox = None
@@ -107,7 +108,7 @@ class SessionManager:
             heartbeat_interval_ms=int(cfg.heartbeat_interval * 1000),
             grace_period_ms=int(cfg.grace_period * 1000),
             ack_timeout_ms=int(cfg.ack_timeout * 1000),
-            lease_ms=int(cfg.ack_timeout * 1000),
+            lease_ms=int(self.hub.settings.tasks.ack_deadline * 1000),
             node=self.hub.node,
         )
 
@@ -125,6 +126,7 @@ class SessionManager:
             agent = await self.hub.engine.get_agent(session.agent_id)
             if agent is not None:
                 await self.hub.set_status(agent, agent_pb2.AGENT_STATUS_ONLINE, "resumed")
+                self.hub.tasks.resumed(session)
         for channel, sent in list(session.positions().items()):
             start = sent.first - 1
             pos = reported.get(channel)
@@ -156,6 +158,7 @@ class SessionManager:
             try:
                 self.tick(time.time_ns())
                 await self.hub.check_unary_agents(time.time_ns())
+                await self.hub.tasks.tick(time.time_ns())
             except Exception:
                 log.exception("session ticker failed")
 

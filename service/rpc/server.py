@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -19,11 +21,11 @@ from agentplex.v1 import (
     task_service_pb2,
 )
 
-SERVICES = {
+SERVICES: dict[str, tuple[Any, Any]] = {
     "RegistryService": (registry_service_pb2, RegistryServicer),
     "MessagingService": (messaging_service_pb2, MessagingServicer),
     "SessionService": (session_service_pb2, SessionServicer),
-    "TaskService": (task_service_pb2, None),
+    "TaskService": (task_service_pb2, TaskServicer),
 }
 
 
@@ -47,7 +49,7 @@ class GrpcServer:
         names = []
         for name, (module, servicer_type) in SERVICES.items():
             descriptor = module.DESCRIPTOR.services_by_name[name]
-            servicer = servicer_type(hub) if servicer_type is not None else TaskServicer()
+            servicer = servicer_type(hub)
             self.server.add_generic_rpc_handlers([generic_handler(descriptor, servicer)])
             names.append(descriptor.full_name)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]

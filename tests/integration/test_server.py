@@ -1,5 +1,4 @@
-"""What stock gRPC tools rely on: health checking and server reflection; and TaskService's
-declared-but-not-yet-served answer."""
+"""What stock gRPC tools rely on: health checking and server reflection."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from agentplex.client import Client
-from agentplex.v1 import task_service_pb2 as ts, task_service_pb2_grpc as ts_grpc
 
 
 async def test_health_reports_serving_for_hub_and_each_service(client: Client) -> None:
@@ -43,11 +41,3 @@ async def test_reflection_lists_every_service_and_describes_them(client: Client)
     } <= names
     described = await ask(file_containing_symbol="agentplex.v1.SessionService")
     assert described.file_descriptor_response.file_descriptor_proto
-
-
-async def test_task_service_answers_unimplemented(client: Client) -> None:
-    stub = ts_grpc.TaskServiceStub(client.channel)
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.SubmitTask(ts.SubmitTaskRequest())
-    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "TaskService.SubmitTask" in (refused.value.details() or "")

@@ -233,7 +233,10 @@ async def test_protocol_errors_get_error_frames_and_the_session_goes_on(client: 
     await raw.read_kind("welcome")
     await raw.send(ref="t1", task_update=ss.TaskUpdate(task_id="x"))
     error = await raw.read_kind("error")
-    assert (error.ref, error.error.code) == ("t1", ss.ERROR_CODE_UNIMPLEMENTED)
+    assert (error.ref, error.error.code) == ("t1", ss.ERROR_CODE_INVALID_ARGUMENT)
+    await raw.send(ref="t2", task_update=ss.TaskUpdate(task_id="x", accept=ss.TaskAccept()))
+    error = await raw.read_kind("error")
+    assert (error.ref, error.error.code) == ("t2", ss.ERROR_CODE_NOT_FOUND)
     await raw.send(ref="h2", hello=ss.Hello())
     error = await raw.read_kind("error")
     assert error.ref == "h2" and "already started" in error.error.message

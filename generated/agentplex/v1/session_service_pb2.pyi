@@ -139,6 +139,7 @@ class ConnectResponse(_message.Message):
     RECEIPT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
+    TASK_INPUT_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The `ref` of the client frame this answers (receipts and errors)."""
     @_builtins.property
@@ -155,6 +156,8 @@ class ConnectResponse(_message.Message):
     def error(self) -> Global___Error: ...
     @_builtins.property
     def ping(self) -> Global___Ping: ...
+    @_builtins.property
+    def task_input(self) -> Global___TaskInput: ...
     def __init__(
         self,
         *,
@@ -166,12 +169,13 @@ class ConnectResponse(_message.Message):
         receipt: Global___Receipt | None = ...,
         error: Global___Error | None = ...,
         ping: Global___Ping | None = ...,
+        task_input: Global___TaskInput | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "ref", b"ref", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "ref", b"ref", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "deliveries", "task_assignment", "task_cancel", "receipt", "error", "ping"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "deliveries", "task_assignment", "task_cancel", "receipt", "error", "ping", "task_input"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -562,6 +566,36 @@ class TaskAssignment(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskAssignment: _TypeAlias = TaskAssignment  # noqa: Y015
+
+@_typing.final
+class TaskInput(_message.Message):
+    """Input a person (or another client) gave a task that was INPUT_REQUIRED; the task is WORKING
+    again.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    attempt: _builtins.int
+    @_builtins.property
+    def input(self) -> _task_pb2.Payload: ...
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        input: _task_pb2.Payload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "input", b"input", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskInput: _TypeAlias = TaskInput  # noqa: Y015
 
 @_typing.final
 class TaskCancel(_message.Message):
