@@ -92,8 +92,13 @@ class TaskHandle:
                 async for response in call:
                     event = response.event
                     self.task = event.task
-                    if event.number > last or event.type == task_pb2.TASK_EVENT_TYPE_SNAPSHOT:
-                        last = max(last, event.number)
+                    if event.type == task_pb2.TASK_EVENT_TYPE_SNAPSHOT:
+                        # Everything up to its number is in the snapshot; a resume asked for
+                        # the events after `after` and gets them next.
+                        last = last or event.number
+                        yield event
+                    elif event.number > last:
+                        last = event.number
                         yield event
                 return
             except grpc.RpcError as err:

@@ -51,7 +51,7 @@ def check_state(state: int, field: str) -> None:
 
 def check_update(task: task_pb2.Task, agent_id: str, attempt: int, kind: str) -> int | None:
     """Refuse a stale or out-of-order update; return the state it leads to (None: unchanged)."""
-    if task.state in TERMINAL:
+    if task.assigned_agent_id == agent_id and attempt == task.attempt and task.state in TERMINAL:
         raise FailedPrecondition(
             f"task {task.id} is {state_name(task.state)}: it takes no more updates"
         )

@@ -242,12 +242,14 @@ class TaskManager:
         try:
             stored = await self.engine.task_events(task_id, 0)
             last = stored[-1].number if stored else 0
+            # A copy: the stored task changes while this generator is suspended.
             snapshot = task_pb2.TaskEvent(
                 number=last, type=EVENT.TASK_EVENT_TYPE_SNAPSHOT, task=task
             )
             snapshot.time.GetCurrentTime()
+            final = machine.is_terminal(snapshot.task)
             yield snapshot
-            if machine.is_terminal(task) and not after:
+            if final and not after:
                 return
             seen = after or last
             for event in stored:
@@ -256,7 +258,7 @@ class TaskManager:
                     yield event
                     if self._final(event):
                         return
-            if machine.is_terminal(task):
+            if final:
                 return
             while True:
                 if watch.overflowed:

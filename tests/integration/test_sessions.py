@@ -277,7 +277,7 @@ async def test_bad_card_in_hello_is_refused(client: Client) -> None:
 
 
 async def sessions_gone(node: HubNode) -> None:
-    while len(node.hub.sessions):  # noqa: ASYNC110 (polling the hub from outside)
+    while len(node.hub.sessions):
         await asyncio.sleep(0.05)
 
 
