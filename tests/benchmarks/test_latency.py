@@ -1,0 +1,155 @@
+"""Publish-to-deliver round trip over gRPC. Target: median < 1 ms.
+
+One subscriber (`Client.subscribe`, a MessagingService.Subscribe stream) and one publisher
+(`Client.publish`, a unary Publish) on separate gRPC channels. A sample is the time from the
+publish call to the subscriber's iterator yielding that envelope; the next publish starts only
+after it arrived (no pipelining). Each benchmark round takes SAMPLES samples; the percentiles
+(p50/p95/p99/max over all rounds) are in extra_info and in the summary.
+
+Two hubs: an `agentplex serve` subprocess (the hub has its own core: the realistic figure) and an
+in-process `HubNode` sharing the test's event loop with both clients. For scale, the figures also
+carry the p50 of a bare gRPC unary call (Health.Check) to the same hub, the floor any unary
+publish pays in grpc.aio on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agentplex.client import Client
+from agentplex.node import HubNode
+from agentplex.v1 import envelope_pb2
+from tests.benchmarks.helpers import (
+    hub_process,
+    latency_figures,
+    percentile,
+    report,
+    serve_settings,
+)
+
+SAMPLES = 200  # per round
+ROUNDS = 10
+CHANNEL = "bench.latency"
+
+
+@pytest.fixture(scope="module")
+def hub_address() -> Iterator[str]:
+    with hub_process() as (_, address):
+        yield address
+
+
+class Probe:
+    """A publisher and a subscriber of one channel, with the samples they took."""
+
+    def __init__(self, publisher: Client, subscriber: Client) -> None:
+        self.publisher = publisher
+        self.subscription = subscriber.subscribe(CHANNEL)
+        self.arrivals: asyncio.Queue[tuple[int, envelope_pb2.Envelope]] = asyncio.Queue()
+        self.samples_us: list[float] = []
+        self.acks_us: list[float] = []
+        self.sent = 0
+        self.last_seq = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        await asyncio.wait_for(self.subscription.ready.wait(), 10)
+        state = self.subscription.states[0]
+        self.last_seq = state.position.seq
+
+    async def _read(self) -> None:
+        async for env in self.subscription:
+            self.arrivals.put_nowait((time.perf_counter_ns(), env))
+
+    async def stop(self) -> None:
+        self.subscription.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def sample(self, count: int) -> None:
+        """`count` sequential publish -> delivery round trips, checked one by one."""
+        publish, arrivals = self.publisher.publish, self.arrivals
+        for _ in range(count):
+            payload = str(self.sent).encode()
+            self.sent += 1
+            start = time.perf_counter_ns()
+            result = await publish(CHANNEL, payload)
+            acked = time.perf_counter_ns()
+            arrived, env = await asyncio.wait_for(arrivals.get(), 10)
+            # The very envelope we published, the next one on the channel, nothing else.
+            assert env.payload == payload
+            assert env.position.seq == result.position.seq == self.last_seq + 1
+            self.last_seq = env.position.seq
+            self.samples_us.append((arrived - start) / 1000)
+            self.acks_us.append((acked - start) / 1000)
+
+    async def unary_floor_us(self, count: int = 200) -> float:
+        """p50 of a bare unary gRPC call (Health.Check) on the publisher's channel."""
+        check = health_pb2_grpc.HealthStub(self.publisher.channel).Check
+        request = health_pb2.HealthCheckRequest()
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter_ns()
+            await check(request)
+            samples.append((time.perf_counter_ns() - start) / 1000)
+        return percentile(sorted(samples), 50)
+
+
+@asynccontextmanager
+async def probe_of(address: str) -> AsyncIterator[Probe]:
+    async with Client(address) as publisher, Client(address) as subscriber:
+        await publisher.wait_ready()
+        await subscriber.wait_ready()
+        probe = Probe(publisher, subscriber)
+        await probe.start()
+        try:
+            yield probe
+        finally:
+            await probe.stop()
+
+
+def run_latency(benchmark: Any, runner: asyncio.Runner, probe: Probe, where: str) -> None:
+    floor = runner.run(probe.unary_floor_us())
+    runner.run(probe.sample(SAMPLES))  # warm-up: connections, caches, first-call costs
+    probe.samples_us.clear()
+    probe.acks_us.clear()
+    benchmark.pedantic(lambda: runner.run(probe.sample(SAMPLES)), rounds=ROUNDS)
+    assert len(probe.samples_us) == SAMPLES * (ROUNDS if benchmark.enabled else 1)
+    report(
+        benchmark,
+        f"publish->deliver latency, hub {where}",
+        samples=len(probe.samples_us),
+        **latency_figures(probe.samples_us),
+        publish_ack_p50_us=round(percentile(sorted(probe.acks_us), 50), 1),
+        grpc_unary_floor_p50_us=round(floor, 1),
+        target_p50_us=1000,
+    )
+
+
+@pytest.mark.benchmark(group="latency")
+def test_latency_hub_subprocess(benchmark: Any, runner: asyncio.Runner, hub_address: str) -> None:
+    stack = AsyncExitStack()
+    try:
+        probe = runner.run(stack.enter_async_context(probe_of(hub_address)))
+        run_latency(benchmark, runner, probe, "in a subprocess")
+    finally:
+        runner.run(stack.aclose())
+
+
+@pytest.mark.benchmark(group="latency")
+def test_latency_hub_in_process(benchmark: Any, runner: asyncio.Runner) -> None:
+    stack = AsyncExitStack()
+    try:
+        node = runner.run(stack.enter_async_context(HubNode(serve_settings())))
+        probe = runner.run(stack.enter_async_context(probe_of(node.grpc_address)))
+        run_latency(benchmark, runner, probe, "in-process (same event loop)")
+    finally:
+        runner.run(stack.aclose())
