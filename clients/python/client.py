@@ -134,7 +134,10 @@ class Client:
         """Publish several envelopes in one request: all are accepted or none."""
         request = ms.PublishBatchRequest(envelopes=envelopes)
         response = await self._call(self.messaging.PublishBatch, request)
-        return list(response.results)
+        results = list(response.results)
+        for env, result in zip(request.envelopes, results, strict=True):
+            result.id, result.channel = env.id, env.channel  # left out on the wire
+        return results
 
     async def history(
         self,

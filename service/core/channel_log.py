@@ -8,7 +8,7 @@ history is contiguous and a replay is an index computation, not a search.
 from __future__ import annotations
 
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -62,8 +62,9 @@ class ChannelLog:
         self.top = 0
         self._retention = retention
         self._entries: deque[Accepted] = deque(maxlen=retention.history_size)
-        # id -> (seq, sha256, expiry in ns); insertion order is expiry order.
-        self._dedup: dict[str, tuple[int, str, int]] = {}
+        # id -> (seq, sha256, expiry in ns); order is expiry order. An OrderedDict, because
+        # a plain dict used as a queue makes `next(iter(...))` walk deleted slots.
+        self._dedup: OrderedDict[str, tuple[int, str, int]] = OrderedDict()
 
     def duplicate_of(self, envelope_id: str, now_ns: int) -> tuple[int, str] | None:
         """The (seq, sha256) an id was accepted with, if it is inside the dedup window."""
@@ -73,23 +74,22 @@ class ChannelLog:
         return hit[0], hit[1]
 
     def append(self, envelope: envelope_pb2.Envelope, now_ns: int) -> Accepted:
-        """Give `envelope` the next position and keep it. The caller has set id and sha256."""
+        """Give `envelope` the next position and keep it. The caller has set id and sha256,
+        and calls `trim` once per batch."""
         self.top += 1
         pos = envelope.position
         pos.seq = self.top
         pos.epoch = self.epoch
         entry = Accepted(envelope, now_ns)
         self._entries.append(entry)
-        self._remember(envelope.id, entry, now_ns)
-        self.trim(now_ns)
-        return entry
-
-    def _remember(self, envelope_id: str, entry: Accepted, now_ns: int) -> None:
         dedup = self._dedup
-        dedup.pop(envelope_id, None)  # an id accepted again moves to the back (expiry order)
-        dedup[envelope_id] = (entry.seq, entry.sha256, now_ns + self._retention.dedup_window_ns)
+        key = envelope.id
+        if key in dedup:
+            dedup.move_to_end(key)  # accepted again: it expires last now
+        dedup[key] = (entry.seq, entry.sha256, now_ns + self._retention.dedup_window_ns)
         if len(dedup) > self._retention.dedup_size:
-            del dedup[next(iter(dedup))]
+            dedup.popitem(last=False)
+        return entry
 
     def trim(self, now_ns: int) -> None:
         """Drop history older than the TTL and dedup entries past their window."""
@@ -102,7 +102,7 @@ class ChannelLog:
             key = next(iter(dedup))
             if dedup[key][2] >= now_ns:
                 break
-            del dedup[key]
+            dedup.popitem(last=False)
 
     @property
     def first_seq(self) -> int:

@@ -18,7 +18,8 @@ def frames(
     control: Callable[[Any], Any] = lambda frame: frame,
     max_bytes: int = MAX_FRAME_BYTES,
 ) -> list[Any]:
-    """Encoded delivery frames (bytes) and control frames (mapped by `control`; None drops)."""
+    """Encoded delivery frames (bytes) and control frames (messages mapped by `control`, None
+    drops one; pre-encoded frames pass unchanged)."""
     out: list[Any] = []
     parts: list[bytes] = []
     size = 0
@@ -35,7 +36,7 @@ def frames(
         if parts:
             out.append(wire.deliveries_frame(deliveries_field, parts))
             parts, size = [], 0
-        mapped = control(item)
+        mapped = item if type(item) is bytes else control(item)
         if mapped is not None:
             out.append(mapped)
     if parts:

@@ -14,8 +14,9 @@ import grpc
 from agentplex.core.channel_log import Accepted
 from agentplex.v1 import session_service_pb2
 
-# A delivery is (entry, attempt); anything else is a control frame sent as it is.
-Item = tuple[Accepted, int] | session_service_pb2.ConnectResponse
+# A delivery is (entry, attempt); anything else is a control frame sent as it is, either a
+# message or already encoded.
+Item = tuple[Accepted, int] | session_service_pb2.ConnectResponse | bytes
 
 
 class Overflow(Exception):

@@ -21,11 +21,15 @@ SELF_REPORTED = frozenset(
 )
 
 
-def new_agent_id(kind: agent_pb2.AgentKind.ValueType) -> str:
-    name = agent_pb2.AgentKind.Name(kind).removeprefix("AGENT_KIND_").lower()
-    if name == "unspecified":
-        name = "agent"
-    return f"{name}-{secrets.token_hex(6)}"
+_PREFIX = {
+    value.number: value.name.removeprefix("AGENT_KIND_").lower()
+    for value in agent_pb2.AgentKind.DESCRIPTOR.values
+}
+_PREFIX[agent_pb2.AGENT_KIND_UNSPECIFIED] = "agent"
+
+
+def new_agent_id(kind: int) -> str:
+    return f"{_PREFIX.get(kind, 'agent')}-{secrets.token_hex(6)}"
 
 
 def new_agent(
@@ -54,8 +58,8 @@ def new_agent(
     if not agent.card.max_concurrent_tasks:
         agent.card.max_concurrent_tasks = default_max_tasks
     agent.registered_at.FromNanoseconds(now_ns)
-    agent.last_seen.FromNanoseconds(now_ns)
-    agent.idle_since.FromNanoseconds(now_ns)
+    agent.last_seen.CopyFrom(agent.registered_at)
+    agent.idle_since.CopyFrom(agent.registered_at)
     return agent
 
 

@@ -1,7 +1,7 @@
 """Which subscribers want a channel: exact names by lookup, patterns by glob, cached per channel.
 
-Subscriptions change rarely and publishes often, so `match` caches its answer per channel name
-and any change clears the cache.
+Subscriptions change rarely and publishes often, so `match` caches its answer per channel name;
+a change drops only the cached answers it affects (one name, or the names a pattern matches).
 """
 
 from __future__ import annotations
@@ -25,9 +25,19 @@ class SubscriptionIndex(Generic[S]):
         self._patterns: dict[str, tuple[re.Pattern[str], dict[S, None]]] = {}
         self._cache: dict[str, tuple[S, ...]] = {}
 
+    def _forget(self, channel: str) -> None:
+        """Drop the cached answers a change of `channel` (a name or a pattern) affects."""
+        cache = self._cache
+        if not is_pattern(channel):
+            cache.pop(channel, None)
+            return
+        regex = compile_glob(channel)
+        for name in [name for name in cache if regex.fullmatch(name) is not None]:
+            del cache[name]
+
     def add(self, subscriber: S, channel: str) -> bool:
         """Subscribe; True when this is the first subscriber of that name or pattern."""
-        self._cache.clear()
+        self._forget(channel)
         if is_pattern(channel):
             entry = self._patterns.get(channel)
             if entry is None:
@@ -44,7 +54,7 @@ class SubscriptionIndex(Generic[S]):
 
     def remove(self, subscriber: S, channel: str) -> bool:
         """Unsubscribe; True when no subscriber of that name or pattern is left."""
-        self._cache.clear()
+        self._forget(channel)
         if is_pattern(channel):
             entry = self._patterns.get(channel)
             if entry is None:

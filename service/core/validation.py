@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from agentplex.core.globmatch import is_pattern
 from agentplex.core.limits import Limits
-from agentplex.errors import InvalidArgument, ResourceExhausted
+from agentplex.errors import HubError, InvalidArgument, ResourceExhausted
 from agentplex.v1 import agent_pb2, envelope_pb2
 
 CHANNEL_MAX = 200
@@ -77,9 +77,25 @@ def check_map(
         )
 
 
-def check_envelope(env: envelope_pb2.Envelope, limits: Limits, field: str = "envelope") -> None:
-    """Check what a publisher controls; hub-set fields (sender, position, sha256) are replaced."""
-    check_channel(env.channel, f"{field}.channel")
+def check_envelope(
+    env: envelope_pb2.Envelope, limits: Limits, index: int | None = None, channel_ok: bool = False
+) -> None:
+    """Check what a publisher controls; hub-set fields (sender, position, sha256) are replaced.
+    `index` names the envelope in a batch; `channel_ok` skips a channel already checked."""
+    try:
+        _check_envelope(env, limits, "envelope", channel_ok)
+    except HubError as err:
+        if index is None:
+            raise
+        named = err.message.replace("envelope.", f"envelopes[{index}].", 1)
+        raise type(err)(named) from None
+
+
+def _check_envelope(
+    env: envelope_pb2.Envelope, limits: Limits, field: str, channel_ok: bool
+) -> None:
+    if not channel_ok:
+        check_channel(env.channel, f"{field}.channel")
     if len(env.payload) > limits.max_payload_bytes:
         raise ResourceExhausted(
             f"{field}.payload is {len(env.payload)} bytes, over the limit of "

@@ -44,3 +44,35 @@ def deliveries_frame(field_number: int, parts: Iterable[bytes]) -> bytes:
     """A frame whose field `field_number` is a `Deliveries` made of encoded `delivery` parts."""
     body = b"".join(parts)
     return field_header(field_number, len(body)) + body
+
+
+def _text(tag: bytes, value: str) -> bytes:
+    data = value.encode()
+    return tag + varint(len(data)) + data
+
+
+def publish_result(envelope_id: str, channel: str, outcome: tuple[int, str, str, bool]) -> bytes:
+    """An encoded `PublishResult` body (no tag): the answer to one published envelope, built
+    without a message object per envelope. Empty `envelope_id` and `channel` are left out."""
+    seq, epoch, sha256, duplicate = outcome
+    position = b"\x08" + varint(seq) + _text(b"\x12", epoch)
+    return (
+        (_text(b"\x0a", envelope_id) if envelope_id else b"")
+        + (_text(b"\x12", channel) if channel else b"")
+        + b"\x1a"
+        + varint(len(position))
+        + position
+        + _text(b"\x22", sha256)
+        + (b"\x28\x01" if duplicate else b"")
+    )
+
+
+def repeated(field_number: int, bodies: Iterable[bytes]) -> bytes:
+    """Encoded bodies as a repeated message field."""
+    return b"".join(field_header(field_number, len(body)) + body for body in bodies)
+
+
+def publish_receipt(ref: str, results: list[bytes]) -> bytes:
+    """`ConnectResponse{ref, receipt: Receipt{published: results}}`."""
+    receipt = repeated(1, results)
+    return _text(b"\x0a", ref) + field_header(6, len(receipt)) + receipt

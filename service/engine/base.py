@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agentplex.core.channel_log import Accepted, Replay
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
@@ -14,9 +14,8 @@ from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 PublicationHandler = Callable[[Sequence[Accepted]], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one published envelope."""
+class Outcome(NamedTuple):
+    """What became of one published envelope (a tuple: made once per envelope)."""
 
     seq: int
     epoch: str

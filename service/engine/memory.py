@@ -54,15 +54,21 @@ class MemoryEngine(Engine):
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
         accepted: list[Accepted] = []
+        touched: dict[str, ChannelLog] = {}
+        make = Outcome._make
         for env in envelopes:
-            log = self._log(env.channel)
+            channel = env.channel
+            log = touched.get(channel)
+            if log is None:
+                log = touched[channel] = self._log(channel)
+                log.trim(now_ns)
             dup = log.duplicate_of(env.id, now_ns)
             if dup is not None:
-                outcomes.append(Outcome(dup[0], log.epoch, dup[1], True))
+                outcomes.append(make((dup[0], log.epoch, dup[1], True)))
                 continue
             entry = log.append(env, now_ns)
             accepted.append(entry)
-            outcomes.append(Outcome(entry.seq, log.epoch, entry.sha256, False))
+            outcomes.append(make((entry.seq, log.epoch, entry.sha256, False)))
         if accepted:
             self._handler(accepted)
         return outcomes

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from agentplex.config import Settings
-from agentplex.core import authz, registry
+from agentplex.core import authz, registry, wire
 from agentplex.core.channel_log import Accepted
 from agentplex.core.principal import Principal
 from agentplex.core.subscriptions import SubscriptionIndex
@@ -27,6 +29,7 @@ from agentplex.core.validation import (
     is_inbox,
 )
 from agentplex.engine import Engine, create_engine
+from agentplex.engine.base import Outcome
 from agentplex.errors import AlreadyExists, HubError, NotFound, ResourceExhausted
 from agentplex.v1 import agent_pb2, envelope_pb2, registry_service_pb2
 
@@ -146,54 +149,60 @@ class Hub:
         envelopes: Sequence[envelope_pb2.Envelope],
         *,
         sender: str = "",
-    ) -> list[envelope_pb2.PublishResult]:
-        """Accept a batch whole or refuse it whole, naming the first bad envelope."""
+    ) -> list[Outcome]:
+        """Accept a batch whole or refuse it whole, naming the first bad envelope. Checks that
+        depend only on the channel run once per distinct channel of the batch."""
         limits = self.limits
         check_batch_size(len(envelopes), limits)
         single = len(envelopes) == 1
-        inboxes: set[str] = set()
+        channels: set[str] = set()
         for i, env in enumerate(envelopes):
-            check_envelope(env, limits, "envelope" if single else f"envelopes[{i}]")
-            authz.check_publish(principal, env.channel)
-            if is_inbox(env.channel):
-                inboxes.add(env.channel)
-        for inbox in inboxes:
-            agent_id = inbox[len("agent.") :]
-            if await self.engine.get_agent(agent_id) is None:
-                raise NotFound(f"no agent {agent_id!r} is registered to receive on {inbox!r}")
+            channel = env.channel
+            known = channel in channels
+            check_envelope(env, limits, None if single else i, known)
+            if not known:
+                authz.check_publish(principal, channel)
+                channels.add(channel)
+        for inbox in channels:
+            if is_inbox(inbox) and await self.engine.get_agent(inbox[len("agent.") :]) is None:
+                raise NotFound(
+                    f"no agent {inbox[len('agent.') :]!r} is registered to receive on {inbox!r}"
+                )
         return await self._accept(envelopes, sender or principal.id)
 
     async def _accept(
         self, envelopes: Sequence[envelope_pb2.Envelope], sender: str
-    ) -> list[envelope_pb2.PublishResult]:
+    ) -> list[Outcome]:
         now = time.time_ns()
+        stamp = Timestamp()
+        stamp.FromNanoseconds(now)
         prefix, ids = self._id_prefix, self._ids
         sha256 = hashlib.sha256
         for env in envelopes:
             if not env.id:
                 env.id = f"{prefix}-{next(ids)}"
             env.sender = sender
-            if not env.created_at.seconds:
-                env.created_at.FromNanoseconds(now)
+            created = env.created_at
+            if not created.seconds:
+                created.CopyFrom(stamp)
             env.sha256 = sha256(env.payload).hexdigest()
         outcomes = await self.engine.publish(envelopes, now)
-        results = []
-        Result, Position = envelope_pb2.PublishResult, envelope_pb2.StreamPosition
-        duplicates = 0
-        for env, out in zip(envelopes, outcomes, strict=True):
-            duplicates += out.duplicate
-            results.append(
-                Result(
-                    id=env.id,
-                    channel=env.channel,
-                    position=Position(seq=out.seq, epoch=out.epoch),
-                    sha256=out.sha256,
-                    duplicate=out.duplicate,
-                )
-            )
+        duplicates = sum(out[3] for out in outcomes)
         self.metrics.published += len(envelopes) - duplicates
         self.metrics.duplicates += duplicates
-        return results
+        return outcomes
+
+    @staticmethod
+    def results(
+        envelopes: Sequence[envelope_pb2.Envelope], outcomes: Sequence[Outcome], *, named: bool
+    ) -> list[bytes]:
+        """Encoded `PublishResult`s for a published batch; without `named` the id and channel
+        are left out (PublishBatchResponse: the client knows them by index)."""
+        encode = wire.publish_result
+        if not named:
+            return [encode("", "", out) for out in outcomes]
+        pairs = zip(envelopes, outcomes, strict=True)
+        return [encode(env.id, env.channel, out) for env, out in pairs]
 
     async def read(self, channel: str, seq: int | None, epoch: str | None, limit: int) -> Page:
         """History from the engine with every entry's sha256 checked; a corrupt entry is
@@ -370,15 +379,13 @@ class Hub:
         finally:
             await self.unlisten(watcher, SYS_AGENTS)
 
-    async def publish_system(
-        self, envelopes: list[envelope_pb2.Envelope]
-    ) -> list[envelope_pb2.PublishResult]:
+    async def publish_system(self, envelopes: list[envelope_pb2.Envelope]) -> list[Outcome]:
         """The hub's own publications (system channels), unchecked and sent by "hub"."""
         return await self._accept(envelopes, "hub")
 
     async def _emit(self, kind: int, agent: agent_pb2.Agent, reason: str) -> None:
         event = agent_pb2.AgentEvent(type=kind, agent=agent, reason=reason)  # type: ignore[arg-type]
-        event.time.GetCurrentTime()
+        event.time.FromNanoseconds(time.time_ns())
         env = envelope_pb2.Envelope(
             channel=SYS_AGENTS,
             content_type=PROTOBUF,

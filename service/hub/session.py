@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from agentplex.core import authz
+from agentplex.core import authz, wire
 from agentplex.core.acks import AckTracker, TooManyUnacked
 from agentplex.core.channel_log import Accepted
 from agentplex.core.globmatch import glob_match, is_pattern
@@ -98,7 +98,7 @@ class Session:
             self.end("stream closed")
             return
         if self.agent_id:
-            self.hub.spawn(self._set_agent_status(agent_pb2.AGENT_STATUS_OFFLINE, "disconnected"))
+            self.hub.spawn(self._went_offline())
 
     def end(self, reason: str, code: grpc.StatusCode | None = None) -> None:
         """Close the session for good: stop deliveries now, clean up in the background."""
@@ -167,7 +167,7 @@ class Session:
         except (Overflow, TooManyUnacked) as err:
             self._fail(err, _EXHAUSTED)
 
-    def send(self, frame: Frame) -> None:
+    def send(self, frame: Frame | bytes) -> None:
         if self.outbox is None:
             return
         try:
@@ -262,20 +262,21 @@ class Session:
             self.send(Frame(ref=ref, receipt=ss.Receipt()))
 
     async def _publish(self, frame: ss.ConnectRequest) -> None:
-        results = await self.hub.publish(
-            self.principal, frame.publish.envelopes, sender=self.agent_id
-        )
-        self.send(Frame(ref=frame.ref, receipt=ss.Receipt(published=results)))
+        envelopes = frame.publish.envelopes
+        outcomes = await self.hub.publish(self.principal, envelopes, sender=self.agent_id)
+        results = self.hub.results(envelopes, outcomes, named=True)
+        self.send(wire.publish_receipt(frame.ref, results))
 
     async def _heartbeat(self, frame: ss.ConnectRequest) -> None:
         if self.agent_id and frame.heartbeat.status:
             await self.hub.heartbeat(self.principal, self.agent_id, frame.heartbeat.status)
         self._receipt(frame.ref)
 
-    async def _set_agent_status(self, status: int, reason: str) -> None:
+    async def _went_offline(self) -> None:
         agent = await self.hub.engine.get_agent(self.agent_id)
-        if agent is not None:
-            await self.hub.set_status(agent, status, reason)
+        # A resume may have come first: only a session still detached is OFFLINE.
+        if agent is not None and self.outbox is None and not self.closed:
+            await self.hub.set_status(agent, agent_pb2.AGENT_STATUS_OFFLINE, "disconnected")
 
     async def subscribe(
         self,

@@ -332,7 +332,8 @@ class TaskManager:
             )
         task = await self._task(update.task_id, "task_update.task_id")
         target = machine.check_update(task, session.agent_id, update.attempt, kind)
-        self._leases.pop(task.id, None)
+        if kind != "artifact":  # anything else answers the assignment; an artifact does not
+            self._leases.pop(task.id, None)
         if kind == "result":
             task.result.CopyFrom(update.result)
             await self._finish(task, machine.COMPLETED, "completed")
@@ -528,7 +529,7 @@ class TaskManager:
 
     async def _emit(self, task: task_pb2.Task, kind: int, **fields: Any) -> None:
         event = task_pb2.TaskEvent(type=kind, task=task, **fields)  # type: ignore[arg-type]
-        event.time.GetCurrentTime()
+        event.time.FromNanoseconds(time.time_ns())
         await self.engine.append_task_event(event, self.cfg.max_events)
         for watch in self._watchers.get(task.id, ()):
             watch.put(event)

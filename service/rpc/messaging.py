@@ -29,17 +29,17 @@ class MessagingServicer:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
-    async def Publish(self, request: ms.PublishRequest, context: Context) -> ms.PublishResponse:
+    async def Publish(self, request: ms.PublishRequest, context: Context) -> bytes:
         if not request.HasField("envelope"):
             raise InvalidArgument("envelope is required")
-        results = await self.hub.publish(principal_of(context), [request.envelope])
-        return ms.PublishResponse(result=results[0])
+        envelopes = [request.envelope]
+        outcomes = await self.hub.publish(principal_of(context), envelopes)
+        results = self.hub.results(envelopes, outcomes, named=True)
+        return wire.repeated(1, results)  # PublishResponse.result
 
-    async def PublishBatch(
-        self, request: ms.PublishBatchRequest, context: Context
-    ) -> ms.PublishBatchResponse:
-        results = await self.hub.publish(principal_of(context), request.envelopes)
-        return ms.PublishBatchResponse(results=results)
+    async def PublishBatch(self, request: ms.PublishBatchRequest, context: Context) -> bytes:
+        outcomes = await self.hub.publish(principal_of(context), request.envelopes)
+        return wire.repeated(1, self.hub.results(request.envelopes, outcomes, named=False))
 
     async def Subscribe(self, request: ms.SubscribeRequest, context: Context) -> None:
         hub = self.hub

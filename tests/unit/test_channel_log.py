@@ -193,6 +193,7 @@ def test_history_bounded_by_count_and_age(size: int, ttl: int, gaps: list[int]) 
     for i, gap in enumerate(gaps):
         now += gap
         log.append(make_envelope(f"m{i}"), now)
+        log.trim(now)  # the engine trims once per batch
         times.append(now)
         kept = [seq for seq, t in enumerate(times, start=1) if t >= now - ttl][-size:]
         assert seqs(list(log.entries())) == kept

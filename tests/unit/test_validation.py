@@ -223,7 +223,7 @@ def test_envelope_field_prefix_is_used() -> None:
     env = envelope_pb2.Envelope(channel="")
     refused(
         InvalidArgument,
-        lambda: v.check_envelope(env, SMALL, "envelopes[3]"),
+        lambda: v.check_envelope(env, SMALL, 3),
         "envelopes[3].channel",
     )
 

@@ -305,3 +305,23 @@ def test_frame_is_cut_exactly_when_it_reaches_max_bytes() -> None:
         ("D", ids[3:]),
     ]
     assert describe(framing.frames(items, 3, max_bytes=part)) == [("D", [i]) for i in ids]
+
+
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_publish_result_and_receipt_encode_like_protobuf(duplicate: bool) -> None:
+    from agentplex.core import wire as w
+    from agentplex.v1 import envelope_pb2 as e, messaging_service_pb2 as m, session_service_pb2 as s
+
+    body = w.publish_result("id-1", "chan.é", (300, "ep0ch", "ab" * 32, duplicate))
+    expected = e.PublishResult(
+        id="id-1",
+        channel="chan.é",
+        position=e.StreamPosition(seq=300, epoch="ep0ch"),
+        sha256="ab" * 32,
+        duplicate=duplicate,
+    )
+    assert e.PublishResult.FromString(body) == expected
+    batch = m.PublishBatchResponse.FromString(w.repeated(1, [body, body]))
+    assert list(batch.results) == [expected, expected]
+    receipt = s.ConnectResponse.FromString(w.publish_receipt("r7", [body]))
+    assert receipt.ref == "r7" and list(receipt.receipt.published) == [expected]

@@ -85,7 +85,11 @@ class PublishBatchResponse(_message.Message):
 
     RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def results(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.PublishResult]: ...
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.PublishResult]:
+        """One per envelope, in the request's order. To keep large batches cheap, `id` and `channel`
+        are left empty: they are those of the envelope at the same index.
+        """
+
     def __init__(
         self,
         *,
