@@ -132,6 +132,7 @@ class Session:
         self._failure: BaseException | None = None
         self._leaving = False
         self._handler: TaskHandler | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._running: dict[tuple[str, int], tuple[asyncio.Task[None], TaskContext]] = {}
         self.reconnects = 0
 
@@ -435,7 +436,11 @@ class Session:
 
     def _start_task(self, assignment: ss.TaskAssignment) -> None:
         key = (assignment.task.id, assignment.attempt)
-        if key in self._running or self._handler is None:
+        if key in self._running:
+            # Sent again after a resume: the accept may have been lost on the old stream.
+            self._spawn_write(self._accept(assignment.task.id, assignment.attempt))
+            return
+        if self._handler is None:
             return
         context = TaskContext(self, assignment)
         task = asyncio.get_running_loop().create_task(self._work(context, self._handler))
@@ -448,7 +453,7 @@ class Session:
                 task_update=ss.TaskUpdate(task_id=context.id, attempt=context.attempt, **fields)
             )
 
-        await self._send_tracked(update(accept=ss.TaskAccept()))
+        await self._try_write(self._accept(context.id, context.attempt))
         try:
             outcome = update(result=payload(await handler(context)))
         except asyncio.CancelledError:
@@ -460,6 +465,19 @@ class Session:
             outcome = update(failure=task_pb2.TaskError(code="UNKNOWN", message=str(err)[:1000]))
         with contextlib.suppress(HubError, SessionClosed):
             await self._request(outcome)
+
+    @staticmethod
+    def _accept(task_id: str, attempt: int) -> ss.ConnectRequest:
+        """An accept needs no receipt: if it is lost, the hub offers the task again on resume
+        (and `_start_task` accepts again) or re-routes it after its accept deadline."""
+        return ss.ConnectRequest(
+            task_update=ss.TaskUpdate(task_id=task_id, attempt=attempt, accept=ss.TaskAccept())
+        )
+
+    def _spawn_write(self, frame: ss.ConnectRequest) -> None:
+        task = asyncio.get_running_loop().create_task(self._try_write(frame))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @property
     def running_tasks(self) -> int:

@@ -37,8 +37,13 @@ UPDATES: dict[str, tuple[frozenset[int], int | None]] = {
 }
 
 
+_NAMES = {
+    v.number: v.name.removeprefix("TASK_STATE_") for v in task_pb2.TaskState.DESCRIPTOR.values
+}
+
+
 def state_name(state: int) -> str:
-    return task_pb2.TaskState.Name(state).removeprefix("TASK_STATE_")  # type: ignore[arg-type]
+    return _NAMES.get(state, str(state))
 
 
 def is_terminal(task: task_pb2.Task) -> bool:

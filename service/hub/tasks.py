@@ -536,7 +536,11 @@ class TaskManager:
         env = envelope_pb2.Envelope(
             channel=SYS_TASKS,
             content_type=PROTOBUF,
-            headers={"type": "agentplex.v1.TaskEvent", "task": task.id},
+            headers={
+                "type": "agentplex.v1.TaskEvent",
+                "task": task.id,
+                "state": machine.state_name(task.state),
+            },
             payload=event.SerializeToString(),
         )
         await self.hub.publish_system([env])
