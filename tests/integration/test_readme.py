@@ -56,5 +56,38 @@ def test_tour_commands_run(hub: str) -> None:
         assert out.returncode == 0, f"{command}: {out.stderr}"
 
 
+def test_task_commands_run(hub: str) -> None:
+    block = next(code for lang, code in BLOCKS if lang == "sh" and "agentplex agent" in code)
+    env = {**os.environ, "AGENTPLEX_HUB": hub}
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    agent_argv = shlex.split(lines[0].rstrip("&").strip())
+    agent = subprocess.Popen([sys.executable, "-m", "agentplex", *agent_argv[1:]], env=env)
+    try:
+        task_id = ""
+        for command in lines[1:]:
+            argv = shlex.split(command.replace("TASK_ID", task_id or "none"))
+            if "TASK_ID" in command:
+                argv = shlex.split(command.replace("TASK_ID", task_id))
+            out = subprocess.run(
+                [sys.executable, "-m", "agentplex", *argv[1:]],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if argv[1] == "submit" and "--wait" in argv:
+                assert out.returncode == 0, out.stderr
+                assert out.stdout == "HELLO\n"
+            elif argv[1] == "submit":
+                task_id = out.stdout.split()[0]
+            elif argv[1:3] == ["task", "cancel"]:
+                pass  # the task may have completed already: either answer is fine
+            else:
+                assert out.returncode == 0, f"{command}: {out.stderr}"
+    finally:
+        agent.terminate()
+        agent.wait(10)
+
+
 def test_there_are_examples() -> None:
     assert len(PYTHON) >= 3
