@@ -264,6 +264,8 @@ class Hub:
                             "with its token, or wait for it to leave"
                         )
                     holder.replaced()
+                    # A restarted agent knows nothing of what its old session held.
+                    await self.tasks.agent_gone(card.id, "registered again by a new session")
                 elif (
                     holder is None
                     and existing.node != self.node

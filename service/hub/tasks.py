@@ -10,6 +10,7 @@ import heapq
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,7 @@ class TaskManager:
         self._held: dict[str, set[str]] = {}  # agent id -> task ids it holds
         self._rejected: dict[str, set[str]] = {}  # task id -> agents that rejected it
         self._watchers: dict[str, set[_Watch]] = {}
+        self._finished: deque[tuple[int, str]] = deque()  # (completed ns, task id), in order
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -512,6 +514,7 @@ class TaskManager:
         task.status_message = message
         task.completed_at.FromNanoseconds(now)
         self._rejected.pop(task.id, None)
+        self._finished.append((now, task.id))
         await self._save(task, now)
         await self._emit(task, EVENT.TASK_EVENT_TYPE_STATE_CHANGED)
         if dead_letter:
@@ -548,7 +551,8 @@ class TaskManager:
     # Timers -------------------------------------------------------------------------------
 
     async def tick(self, now_ns: int) -> None:
-        """Expired accept deadlines send the task elsewhere; passed task deadlines fail it."""
+        """Expired accept deadlines send the task elsewhere; passed task deadlines fail it;
+        finished tasks older than `tasks.retention` are forgotten."""
         for task_id, lease in list(self._leases.items()):
             if lease <= now_ns:
                 self._leases.pop(task_id, None)
@@ -560,6 +564,10 @@ class TaskManager:
                         f"{self.cfg.ack_deadline:g}s (tasks.ack_deadline)",
                         cancel=True,
                     )
+        horizon = now_ns - int(self.cfg.retention * 1e9)
+        finished = self._finished
+        while finished and finished[0][0] < horizon:
+            await self.engine.delete_task(finished.popleft()[1])
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now_ns:
             _, task_id = heapq.heappop(deadlines)

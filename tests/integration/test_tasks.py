@@ -5,6 +5,7 @@ test_task_agents.py for real `agentplex agent` processes."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -527,3 +528,41 @@ async def test_task_updates_need_an_agent_session(client: Client) -> None:
 @pytest.fixture
 def settings() -> object:
     return fast_settings(tasks={"ack_deadline": 5})
+
+
+async def test_finished_tasks_are_forgotten_after_the_retention(
+    client: Client, node: HubNode, agents: Callable[..., Awaitable[Session]]
+) -> None:
+    await agents("quick", ("q",))
+    handle = await client.submit("x", require=["q"])
+    await handle.result()
+    retention = node.settings.tasks.retention
+    await node.hub.tasks.tick(time.time_ns() + int(retention * 1e9) + 10**9)
+    with pytest.raises(HubError) as gone:
+        await client.get_task(handle.id)
+    assert gone.value.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_agent_registered_again_loses_what_its_old_session_held(
+    client: Client, agents: Callable[..., Awaitable[Session]]
+) -> None:
+    started = asyncio.Event()
+
+    async def stuck(task: TaskContext) -> str:
+        started.set()
+        await asyncio.sleep(60)
+        return "never"
+
+    old = await agents("phoenix", ("p",), stuck)
+    handle = await client.submit("x", require=["p"])
+    await asyncio.wait_for(started.wait(), 5)
+    old.reconnect = False
+    old.drop()
+    await until(lambda: _offline(client, "phoenix"))
+    await agents("phoenix", ("p",))  # the same id, a new process: takes the registration over
+    done = await handle.wait()
+    assert done.state == T.TASK_STATE_COMPLETED and done.attempt == 2
+
+
+async def _offline(client: Client, agent_id: str) -> bool:
+    return (await client.get_agent(agent_id)).status == agent_pb2.AGENT_STATUS_OFFLINE
