@@ -16,9 +16,10 @@ from agentplex.v1 import envelope_pb2
 
 
 class Accepted:
-    """An accepted envelope with its wire encoding, made once and shared by every delivery."""
+    """An accepted envelope with its wire encoding, made once and shared by every delivery.
+    `first_delivery` caches the encoded first-attempt delivery (see core/wire.py) for fan-out."""
 
-    __slots__ = ("channel", "created_ns", "envelope", "seq", "sha256", "wire")
+    __slots__ = ("channel", "created_ns", "envelope", "first_delivery", "seq", "sha256", "wire")
 
     def __init__(self, envelope: envelope_pb2.Envelope, created_ns: int) -> None:
         self.envelope = envelope
@@ -27,6 +28,7 @@ class Accepted:
         self.sha256 = envelope.sha256
         self.created_ns = created_ns
         self.wire = envelope.SerializeToString()
+        self.first_delivery = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,10 +34,16 @@ def field_header(number: int, length: int) -> bytes:
 
 
 def delivery(entry: Accepted, attempt: int) -> bytes:
-    """One encoded `Deliveries.deliveries` element (tag included)."""
+    """One encoded `Deliveries.deliveries` element (tag included). The first attempt's encoding
+    is kept on the entry: every subscriber of a message shares it."""
+    if attempt == 1 and entry.first_delivery:
+        return entry.first_delivery
     wire = entry.wire
     body = b"\x0a" + varint(len(wire)) + wire + b"\x10" + varint(attempt)
-    return b"\x0a" + varint(len(body)) + body
+    encoded = b"\x0a" + varint(len(body)) + body
+    if attempt == 1:
+        entry.first_delivery = encoded
+    return encoded
 
 
 def deliveries_frame(field_number: int, parts: Iterable[bytes]) -> bytes:
@@ -65,6 +71,26 @@ def publish_result(envelope_id: str, channel: str, outcome: tuple[int, str, str,
         + _text(b"\x22", sha256)
         + (b"\x28\x01" if duplicate else b"")
     )
+
+
+def unnamed_results(outcomes: Iterable[tuple[int, str, str, bool]]) -> list[bytes]:
+    """`publish_result` bodies without id and channel, for a whole batch: the epoch's encoding
+    is made once per epoch, not once per envelope."""
+    epochs: dict[str, bytes] = {}
+    out = []
+    for seq, epoch, sha256, duplicate in outcomes:
+        epoch_field = epochs.get(epoch)
+        if epoch_field is None:
+            epoch_field = epochs[epoch] = _text(b"\x12", epoch)
+        position = b"\x08" + varint(seq) + epoch_field
+        out.append(
+            b"\x1a"
+            + varint(len(position))
+            + position
+            + _text(b"\x22", sha256)
+            + (b"\x28\x01" if duplicate else b"")
+        )
+    return out
 
 
 def repeated(field_number: int, bodies: Iterable[bytes]) -> bytes:

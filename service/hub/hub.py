@@ -198,9 +198,9 @@ class Hub:
     ) -> list[bytes]:
         """Encoded `PublishResult`s for a published batch; without `named` the id and channel
         are left out (PublishBatchResponse: the client knows them by index)."""
-        encode = wire.publish_result
         if not named:
-            return [encode("", "", out) for out in outcomes]
+            return wire.unnamed_results(outcomes)
+        encode = wire.publish_result
         pairs = zip(envelopes, outcomes, strict=True)
         return [encode(env.id, env.channel, out) for env, out in pairs]
 

@@ -325,3 +325,26 @@ def test_publish_result_and_receipt_encode_like_protobuf(duplicate: bool) -> Non
     assert list(batch.results) == [expected, expected]
     receipt = s.ConnectResponse.FromString(w.publish_receipt("r7", [body]))
     assert receipt.ref == "r7" and list(receipt.receipt.published) == [expected]
+
+
+def test_unnamed_results_equal_publish_results_without_id_and_channel() -> None:
+    from agentplex.core import wire as w
+
+    outcomes = [(1, "e1", "a" * 64, False), (200, "e2", "b" * 64, True), (3, "e1", "c" * 64, False)]
+    assert w.unnamed_results(outcomes) == [w.publish_result("", "", o) for o in outcomes]
+
+
+def test_first_delivery_encoding_is_shared_and_later_attempts_are_not_cached() -> None:
+    from agentplex.core import wire as w
+    from agentplex.core.channel_log import Accepted
+    from agentplex.v1 import envelope_pb2 as e
+
+    env = e.Envelope(channel="c", payload=b"p", position=e.StreamPosition(seq=1, epoch="x"))
+    entry = Accepted(env, 0)
+    first = w.delivery(entry, 1)
+    assert w.delivery(entry, 1) is first
+    second = w.delivery(entry, 2)
+    assert second != first and w.delivery(entry, 1) is first
+    frame = e.Deliveries.FromString(first + second)
+    assert [d.attempt for d in frame.deliveries] == [1, 2]
+    assert frame.deliveries[0].envelope == env
