@@ -20,6 +20,8 @@ _SMALL = [bytes([n]) for n in range(128)]
 def varint(n: int) -> bytes:
     if n < 128:
         return _SMALL[n]
+    if n < 16384:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 128:
         out.append((n & 0x7F) | 0x80)
@@ -78,16 +80,21 @@ def unnamed_results(outcomes: Iterable[tuple[int, str, str, bool]]) -> list[byte
     is made once per epoch, not once per envelope."""
     epochs: dict[str, bytes] = {}
     out = []
+    small = _SMALL
     for seq, epoch, sha256, duplicate in outcomes:
         epoch_field = epochs.get(epoch)
         if epoch_field is None:
             epoch_field = epochs[epoch] = _text(b"\x12", epoch)
         position = b"\x08" + varint(seq) + epoch_field
+        digest = sha256.encode()
+        size = len(position)
         out.append(
             b"\x1a"
-            + varint(len(position))
+            + (small[size] if size < 128 else varint(size))
             + position
-            + _text(b"\x22", sha256)
+            + b"\x22"
+            + (small[len(digest)] if len(digest) < 128 else varint(len(digest)))
+            + digest
             + (b"\x28\x01" if duplicate else b"")
         )
     return out
