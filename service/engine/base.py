@@ -92,6 +92,10 @@ class Engine(ABC):
         """Bind `key` to `task_id` unless it is bound already; return the id it is bound to."""
 
     @abstractmethod
+    async def release_idempotency_key(self, key: str, task_id: str) -> None:
+        """Unbind `key` if it is bound to `task_id` (the submit that claimed it was refused)."""
+
+    @abstractmethod
     async def append_task_event(self, event: task_pb2.TaskEvent, keep: int) -> int:
         """Number the event (1, 2, ... per task), store it keeping the last `keep`."""
 

@@ -115,6 +115,10 @@ class MemoryEngine(Engine):
     async def claim_idempotency_key(self, key: str, task_id: str) -> str:
         return self._keys.setdefault(key, task_id)
 
+    async def release_idempotency_key(self, key: str, task_id: str) -> None:
+        if self._keys.get(key) == task_id:
+            del self._keys[key]
+
     async def append_task_event(self, event: task_pb2.TaskEvent, keep: int) -> int:
         task_id = event.task.id
         number = self._event_numbers.get(task_id, 0) + 1

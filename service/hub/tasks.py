@@ -83,6 +83,7 @@ class TaskManager:
         self._rejected: dict[str, set[str]] = {}  # task id -> agents that rejected it
         self._watchers: dict[str, set[_Watch]] = {}
         self._finished: deque[tuple[int, str]] = deque()  # (completed ns, task id), in order
+        self._missed: dict[str, list[ss.ConnectResponse]] = {}  # for detached sessions
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -114,14 +115,28 @@ class TaskManager:
     async def agent_gone(self, agent_id: str, reason: str) -> None:
         """The agent left for good: every task it held goes to another agent."""
         self.table.remove(agent_id)
+        self._missed.pop(agent_id, None)
         for task_id in list(self._held.pop(agent_id, ())):
             task = await self.engine.get_task(task_id)
             if task is not None and task.state in machine.HELD:
                 await self._retry(task, f"agent {agent_id} left ({reason})", cancel=False)
 
     def resumed(self, session: Session) -> None:
-        """A resumed session may have missed assignments sent while it was away."""
+        """A resumed session gets what it missed while it was away: cancels and input first,
+        then the assignments it has not accepted yet."""
+        for frame in self._missed.pop(session.agent_id, ()):
+            session.send(frame)
         self.hub.spawn(self._resend_assignments(session))
+
+    def _tell(self, agent_id: str, frame: ss.ConnectResponse) -> None:
+        """Send a frame to an agent's session, or keep it for the session's resume."""
+        session = self.hub.sessions.holding(agent_id)
+        if session is None or session.closed:
+            return
+        if session.attached:
+            session.send(frame)
+        else:
+            self._missed.setdefault(agent_id, []).append(frame)
 
     async def _resend_assignments(self, session: Session) -> None:
         for task_id in list(self._held.get(session.agent_id, ())):
@@ -140,8 +155,8 @@ class TaskManager:
         if request.HasField("deadline") and request.deadline.ToNanoseconds() <= now:
             raise DeadlineExceeded("task.deadline has already passed")
         task_id = request.id or f"task-{secrets.token_hex(8)}"
-        if request.idempotency_key:
-            key = f"{principal.id}:{request.idempotency_key}"
+        key = f"{principal.id}:{request.idempotency_key}" if request.idempotency_key else ""
+        if key:
             holder = await self.engine.claim_idempotency_key(key, task_id)
             if holder != task_id:
                 existing = await self.engine.get_task(holder)
@@ -150,6 +165,8 @@ class TaskManager:
         elif request.id and await self.engine.get_task(request.id) is not None:
             raise FailedPrecondition(f"task {request.id} exists; use an idempotency_key to retry")
         if request.target_agent_id and await self.engine.get_agent(request.target_agent_id) is None:
+            if key:  # a refused submit leaves its key free for the retry
+                await self.engine.release_idempotency_key(key, task_id)
             raise NotFound(f"task.target_agent_id: no agent {request.target_agent_id!r}")
         task = task_pb2.Task()
         task.CopyFrom(request)
@@ -315,13 +332,12 @@ class TaskManager:
         task.input_prompt = ""
         await self._save(task)
         await self._emit(task, EVENT.TASK_EVENT_TYPE_STATE_CHANGED)
-        session = self.hub.sessions.holding(task.assigned_agent_id)
-        if session is not None:
-            session.send(
-                ss.ConnectResponse(
-                    task_input=ss.TaskInput(task_id=task.id, attempt=task.attempt, input=payload)
-                )
-            )
+        self._tell(
+            task.assigned_agent_id,
+            ss.ConnectResponse(
+                task_input=ss.TaskInput(task_id=task.id, attempt=task.attempt, input=payload)
+            ),
+        )
         return task
 
     async def update(self, session: Session, update: ss.TaskUpdate) -> None:
@@ -460,15 +476,8 @@ class TaskManager:
         held.discard(task.id)
         await self._set_load(agent_id, len(held), time.time_ns())
         if cancel_agent:
-            session = self.hub.sessions.holding(agent_id)
-            if session is not None:
-                session.send(
-                    ss.ConnectResponse(
-                        task_cancel=ss.TaskCancel(
-                            task_id=task.id, attempt=task.attempt, reason=reason
-                        )
-                    )
-                )
+            cancel = ss.TaskCancel(task_id=task.id, attempt=task.attempt, reason=reason)
+            self._tell(agent_id, ss.ConnectResponse(task_cancel=cancel))
         self.wake()
 
     async def _set_load(self, agent_id: str, active: int, now: int) -> None:
