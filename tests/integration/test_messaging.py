@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
 from agentplex.client import Client, HubError, envelope
+from agentplex.engine import MemoryEngine
 from agentplex.node import HubNode
 from agentplex.v1 import envelope_pb2, messaging_service_pb2 as ms
 from tests.support.hubs import fast_settings
@@ -330,3 +332,25 @@ async def test_history_limit_is_capped_by_the_page_setting(client: Client) -> No
     await client.publish_batch([envelope("cap", "y") for _ in range(500)])
     page = await client.history("cap", since=0, limit=5000)
     assert len(page.envelopes) == 1000
+
+
+async def test_corrupt_history_entry_is_skipped_counted_and_audited(
+    client: Client, client2: Client, node: HubNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry whose payload no longer matches its sha256 is never served as good data, not by
+    History and not by a replay."""
+    for i in range(1, 4):
+        await client.publish("sealed", f"m{i}")
+    engine = node.hub.engine
+    assert isinstance(engine, MemoryEngine)
+    stored = [e for e in (await engine.history("sealed", None, None, 10)).entries]
+    stored[1].envelope.payload = b"tampered"  # what a bad disk or a hostile store would do
+    with caplog.at_level(logging.WARNING, logger="agentplex.audit"):
+        page = await client.history("sealed")
+    assert [e.payload for e in page.envelopes] == [b"m1", b"m3"]
+    assert node.hub.metrics.integrity_failures == 1
+    assert "integrity failure" in caplog.text and "sealed seq 2" in caplog.text
+    sub = client2.subscribe("sealed", since={"sealed": 0})
+    replayed = await take(sub, 2)
+    assert [e.payload for e in replayed] == [b"m1", b"m3"]
+    assert node.hub.metrics.integrity_failures == 2
