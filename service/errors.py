@@ -35,10 +35,6 @@ class PermissionDenied(HubError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
-class Unauthenticated(HubError):
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
 class ResourceExhausted(HubError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -47,13 +43,5 @@ class FailedPrecondition(HubError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class Unimplemented(HubError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-
-
 class DeadlineExceeded(HubError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Unavailable(HubError):
-    code = grpc.StatusCode.UNAVAILABLE

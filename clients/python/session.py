@@ -125,7 +125,6 @@ class Session:
         self._waiting: dict[str, asyncio.Future[ss.ConnectResponse]] = {}
         self._inflight: dict[str, ss.ConnectRequest] = {}
         self._subs: list[SessionSubscription] = []
-        self._ack_channels: dict[str, bool] = {}
         self._write_lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self._heartbeats: asyncio.Task[None] | None = None

@@ -88,7 +88,6 @@ class Hub:
         # Agents registered without a session on this node -> last heartbeat (ns).
         self._unary_agents: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.started = False
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -96,10 +95,8 @@ class Hub:
         await self.engine.start(self._on_publications)
         self.sessions.start()
         self.tasks.start()
-        self.started = True
 
     async def stop(self) -> None:
-        self.started = False
         await self.tasks.stop()
         await self.sessions.stop()
         for task in list(self._tasks):
@@ -139,9 +136,6 @@ class Hub:
             await self.engine.unlisten(channel)
 
     # Messaging ------------------------------------------------------------------------------
-
-    def next_id(self) -> str:
-        return f"{self._id_prefix}-{next(self._ids)}"
 
     async def publish(
         self,
