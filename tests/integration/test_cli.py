@@ -164,8 +164,8 @@ def test_serve_stops_cleanly_on_sigterm_and_sigint() -> None:
             assert cli("publish", "x", "y", hub=address).returncode == 0
             proc.send_signal(sig)
             assert proc.wait(15) == 0
-            assert proc.stdout is not None
-            assert "shutting down" in proc.stdout.read()
+            proc.reader.join(5)  # type: ignore[attr-defined]
+            assert "shutting down" in "".join(proc.output)  # type: ignore[attr-defined]
 
 
 def test_serve_refuses_bad_configuration() -> None:

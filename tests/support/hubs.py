@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +64,12 @@ def serve_process(
                 break
         if not address:
             raise RuntimeError(f"agentplex serve did not start (exit {proc.poll()})")
+        # Keep reading what the hub prints, so its log never fills the pipe and stalls it.
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+        reader.start()
+        proc.output = lines  # type: ignore[attr-defined]
+        proc.reader = reader  # type: ignore[attr-defined]
         yield proc, address
     finally:
         if proc.poll() is None:
