@@ -93,11 +93,15 @@ async def submit(client: Client, args: argparse.Namespace) -> int:
 
 
 async def follow(handle: TaskHandle, as_json: bool) -> int:
-    """Print events until the task ends; the result goes to stdout, the exit code says how."""
-    async for event in handle.events():
+    """Print events until the task ends; the result goes to stdout, the exit code says how.
+    Events are replayed from the first one, so nothing that happened before the watch started
+    (a fast agent's progress) is missed."""
+    async for event in handle.events(after=1):
         if as_json:
             print(json_line(event), flush=True)
             continue
+        if event.type == task_pb2.TASK_EVENT_TYPE_SNAPSHOT:
+            continue  # the replayed events tell the same story, step by step
         kind = task_pb2.TaskEventType.Name(event.type).removeprefix("TASK_EVENT_TYPE_").lower()
         detail = event.message or state_name(event.task.state).lower()
         print(f"[{event.number}] {kind}: {detail}", file=sys.stderr, flush=True)
