@@ -182,8 +182,10 @@ async def test_input_required_round_trip(
             assert event.task.input_prompt == "which branch?"
             await handle.provide_input("main")
     assert (await handle.result()).data == b"reviewed main"
-    states = [state for kind, state, _ in seen if kind == T.TASK_EVENT_TYPE_STATE_CHANGED]
-    assert states[-3:] == [
+    # The watch may begin before or after the agent asks: the snapshot then shows it.
+    states = [state for _, state, _ in seen]
+    steps = [state for i, state in enumerate(states) if i == 0 or states[i - 1] != state]
+    assert steps[-3:] == [
         T.TASK_STATE_INPUT_REQUIRED,
         T.TASK_STATE_WORKING,
         T.TASK_STATE_COMPLETED,
@@ -400,8 +402,9 @@ async def test_watch_resumes_after_an_event_number(
 
     await agents("chatty", ("c",), chatty)
     handle = await client.submit("x", require=["c"])
-    events = [e async for e in handle.events()]
+    events = [e async for e in handle.events(after=1)]  # from the start, however fast the agent
     numbers = [e.number for e in events[1:]]
+    assert len(numbers) >= 5  # assigned, working, three progress events, completed
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
     resumed = [e async for e in client.task(handle.id).events(after=numbers[1])]
     assert resumed[0].type == T.TASK_EVENT_TYPE_SNAPSHOT
