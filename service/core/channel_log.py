@@ -19,12 +19,23 @@ class Accepted:
     """An accepted envelope with its wire encoding, made once and shared by every delivery.
     `first_delivery` caches the encoded first-attempt delivery (see core/wire.py) for fan-out."""
 
-    __slots__ = ("channel", "created_ns", "envelope", "first_delivery", "seq", "sha256", "wire")
+    __slots__ = (
+        "channel",
+        "created_ns",
+        "envelope",
+        "epoch",
+        "first_delivery",
+        "seq",
+        "sha256",
+        "wire",
+    )
 
     def __init__(self, envelope: envelope_pb2.Envelope, created_ns: int) -> None:
         self.envelope = envelope
         self.channel = envelope.channel
-        self.seq = envelope.position.seq
+        position = envelope.position
+        self.seq = position.seq
+        self.epoch = position.epoch
         self.sha256 = envelope.sha256
         self.created_ns = created_ns
         self.wire = envelope.SerializeToString()

@@ -131,11 +131,7 @@ class Session:
             held.append(entry)
             return
         sent = self._sent.get(channel)
-        if (
-            sent is not None
-            and entry.seq <= sent.seq
-            and sent.epoch == entry.envelope.position.epoch
-        ):
+        if sent is not None and entry.seq <= sent.seq and sent.epoch == entry.epoch:
             return
         plan = self._plans.get(channel) or self._plan(channel)
         if plan[0]:
@@ -151,7 +147,7 @@ class Session:
         return plan
 
     def _send(self, entry: Accepted, attempt: int, ack: bool) -> None:
-        epoch = entry.envelope.position.epoch
+        epoch = entry.epoch
         sent = self._sent.get(entry.channel)
         if sent is None or sent.epoch != epoch:
             self._sent[entry.channel] = _Sent(epoch, entry.seq, entry.seq)
