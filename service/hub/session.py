@@ -265,14 +265,14 @@ class Session:
 
     async def _heartbeat(self, frame: ss.ConnectRequest) -> None:
         if self.agent_id and frame.heartbeat.status:
-            await self.hub.heartbeat(self.principal, self.agent_id, frame.heartbeat.status)
+            await self.hub.agents.heartbeat(self.principal, self.agent_id, frame.heartbeat.status)
         self._receipt(frame.ref)
 
     async def _went_offline(self) -> None:
         agent = await self.hub.engine.get_agent(self.agent_id)
         # A resume may have come first: only a session still detached is OFFLINE.
         if agent is not None and self.outbox is None and not self.closed:
-            await self.hub.set_status(agent, agent_pb2.AGENT_STATUS_OFFLINE, "disconnected")
+            await self.hub.agents.set_status(agent, agent_pb2.AGENT_STATUS_OFFLINE, "disconnected")
 
     async def subscribe(
         self,

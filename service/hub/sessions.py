@@ -79,7 +79,7 @@ class SessionManager:
         session.attach(outbox)
         try:
             if hello.HasField("card"):
-                agent = await self.hub.register_agent(
+                agent = await self.hub.agents.register(
                     principal, hello.card, transport=transport, session_id=session.id
                 )
                 session.agent_id = agent.card.id
@@ -125,7 +125,7 @@ class SessionManager:
         if session.agent_id:
             agent = await self.hub.engine.get_agent(session.agent_id)
             if agent is not None:
-                await self.hub.set_status(agent, agent_pb2.AGENT_STATUS_ONLINE, "resumed")
+                await self.hub.agents.set_status(agent, agent_pb2.AGENT_STATUS_ONLINE, "resumed")
                 self.hub.tasks.resumed(session)
         for channel, sent in list(session.positions().items()):
             start = sent.first - 1
@@ -147,7 +147,7 @@ class SessionManager:
         await session.unsubscribe_all()
         if session.agent_id and self._by_agent.get(session.agent_id) is session:
             del self._by_agent[session.agent_id]
-            await self.hub.remove_agent(session.agent_id, reason)
+            await self.hub.agents.remove(session.agent_id, reason)
 
     # Timers ---------------------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class SessionManager:
             await asyncio.sleep(interval)
             try:
                 self.tick(time.time_ns())
-                await self.hub.check_unary_agents(time.time_ns())
+                await self.hub.agents.expire_silent(time.time_ns())
                 await self.hub.tasks.tick(time.time_ns())
             except Exception:
                 log.exception("session ticker failed")

@@ -24,7 +24,7 @@ class RegistryServicer:
     ) -> rs.RegisterAgentResponse:
         if not request.HasField("card"):
             raise InvalidArgument("card is required")
-        agent = await self.hub.register_agent(
+        agent = await self.hub.agents.register(
             principal_of(context), request.card, transport=agent_pb2.TRANSPORT_GRPC
         )
         interval = int(self.hub.settings.session.heartbeat_interval * 1000)
@@ -34,27 +34,29 @@ class RegistryServicer:
         self, request: rs.HeartbeatRequest, context: Context
     ) -> rs.HeartbeatResponse:
         check_enum(request.status, agent_pb2.AgentStatus, "status")
-        agent = await self.hub.heartbeat(principal_of(context), request.agent_id, request.status)
+        agent = await self.hub.agents.heartbeat(
+            principal_of(context), request.agent_id, request.status
+        )
         return rs.HeartbeatResponse(agent=agent)
 
     async def DeregisterAgent(
         self, request: rs.DeregisterAgentRequest, context: Context
     ) -> rs.DeregisterAgentResponse:
-        await self.hub.deregister_agent(principal_of(context), request.agent_id)
+        await self.hub.agents.deregister(principal_of(context), request.agent_id)
         return rs.DeregisterAgentResponse()
 
     async def GetAgent(self, request: rs.GetAgentRequest, context: Context) -> rs.GetAgentResponse:
-        agent = await self.hub.get_agent(principal_of(context), request.agent_id)
+        agent = await self.hub.agents.get(principal_of(context), request.agent_id)
         return rs.GetAgentResponse(agent=agent)
 
     async def ListAgents(
         self, request: rs.ListAgentsRequest, context: Context
     ) -> rs.ListAgentsResponse:
-        agents = await self.hub.list_agents(principal_of(context), request.filter)
+        agents = await self.hub.agents.list(principal_of(context), request.filter)
         return rs.ListAgentsResponse(agents=agents)
 
     async def WatchAgents(self, request: rs.WatchAgentsRequest, context: Context) -> None:
-        events = self.hub.watch_agents(
+        events = self.hub.agents.watch(
             principal_of(context), request.filter, request.include_current
         )
         async for event in events:

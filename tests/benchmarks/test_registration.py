@@ -53,7 +53,7 @@ def make_cards(count: int) -> list[agent_pb2.AgentCard]:
 
 
 async def register_all(hub: Hub, cards: list[agent_pb2.AgentCard]) -> None:
-    register = hub.register_agent
+    register = hub.agents.register
     for card in cards:
         await register(ANONYMOUS, card, transport=agent_pb2.TRANSPORT_GRPC)
 
@@ -66,7 +66,7 @@ async def started_hub() -> Hub:
 
 async def assert_registered(hub: Hub, cards: list[agent_pb2.AgentCard]) -> None:
     agents = {
-        a.card.id: a for a in await hub.list_agents(ANONYMOUS, registry_service_pb2.AgentFilter())
+        a.card.id: a for a in await hub.agents.list(ANONYMOUS, registry_service_pb2.AgentFilter())
     }
     for card in cards:
         agent = agents[card.id]

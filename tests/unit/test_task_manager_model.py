@@ -354,7 +354,7 @@ class World:
     async def status(self, index: int, status: Status) -> None:
         agent = self.pick(self.live(), index)
         if agent is not None:
-            await self.hub.heartbeat(PRINCIPAL, agent.id, status)
+            await self.hub.agents.heartbeat(PRINCIPAL, agent.id, status)
 
     async def leave(self, index: int, how: str) -> None:
         agent = self.pick(self.live(), index)
@@ -365,9 +365,9 @@ class World:
         if how == "goodbye":
             await agent.session.handle(ss.ConnectRequest(goodbye=ss.Goodbye(reason="done")))
         elif how == "deregister":
-            await self.hub.deregister_agent(PRINCIPAL, agent.id)
+            await self.hub.agents.deregister(PRINCIPAL, agent.id)
         else:  # the registration goes; the session (a zombie) may still send updates
-            await self.hub.remove_agent(agent.id, "gone")
+            await self.hub.agents.remove(agent.id, "gone")
         agent.state = "gone"
         await settle()
         assert await self.hub.engine.get_agent(agent.id) is None
@@ -1105,7 +1105,7 @@ async def route_once(
             for _ in range(held):
                 await harness.submit(target_agent_id=f"ag{i + 1}")
         for i, (*_, status) in enumerate(fleet):
-            await hub.heartbeat(PRINCIPAL, f"ag{i + 1}", status)
+            await hub.agents.heartbeat(PRINCIPAL, f"ag{i + 1}", status)
         await settle()
         slots = {a.card.id: slot_of(a) for a in await hub.engine.list_agents()}
         for (_, _, _, held, _, _), agent_id in zip(
