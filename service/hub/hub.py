@@ -1,4 +1,6 @@
-"""The hub: every operation a transport can ask for, checked and authorized once, here."""
+"""The hub: channels (publish, history, fan-out to subscribers) and the parts that hang off it:
+the registry (`hub.agents`), sessions (`hub.sessions`) and tasks (`hub.tasks`). Every operation
+a transport can ask for is checked and authorized once, in these classes."""
 
 from __future__ import annotations
 
