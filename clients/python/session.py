@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -132,6 +133,7 @@ class Session:
         self._leaving = False
         self._handler: TaskHandler | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._replies: dict[str, asyncio.Future[envelope_pb2.Envelope]] = {}
         self._running: dict[tuple[str, int], tuple[asyncio.Task[None], TaskContext]] = {}
         self.reconnects = 0
 
@@ -307,7 +309,10 @@ class Session:
             env = delivery.envelope
             fresh = self.positions.advance(env.channel, env.position)
             wanted = [sub for sub in self._subs if sub.wants(env.channel)]
-            if not fresh:
+            reply = self._replies.get(env.correlation_id) if env.correlation_id else None
+            if not fresh or (reply is not None and env.channel == self._inbox_name()):
+                if reply is not None and fresh and not reply.done():
+                    reply.set_result(env)  # the answer to request(): consumed here
                 if any(sub.ack for sub in wanted):
                     acks.append(
                         envelope_pb2.ChannelPosition(channel=env.channel, position=env.position)
@@ -370,6 +375,50 @@ class Session:
         frame = ss.ConnectRequest(publish=ss.Publish(envelopes=envelopes))
         response = await self._request(frame)
         return list(response.receipt.published)
+
+    async def request(
+        self,
+        agent_id: str,
+        payload: bytes | str,
+        *,
+        timeout: float = 30.0,
+        **fields: Any,
+    ) -> envelope_pb2.Envelope:
+        """Send `payload` to another agent's inbox and wait for its reply: an envelope on this
+        agent's inbox with the same correlation id (see `reply`). NOT_FOUND at once when there
+        is no such agent; DEADLINE_EXCEEDED when no reply comes within `timeout` seconds."""
+        if not self.agent_id:
+            raise SessionClosed(
+                "request() needs a session registered as an agent: its inbox gets the reply"
+            )
+        correlation = uuid.uuid4().hex
+        waiting: asyncio.Future[envelope_pb2.Envelope] = asyncio.get_running_loop().create_future()
+        self._replies[correlation] = waiting
+        try:
+            await self.publish(
+                f"agent.{agent_id}",
+                payload,
+                reply_to=self._inbox_name(),
+                correlation_id=correlation,
+                **fields,
+            )
+            return await asyncio.wait_for(waiting, timeout)
+        except TimeoutError:
+            raise HubError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"no reply from {agent_id} within {timeout:g}s"
+            ) from None
+        finally:
+            self._replies.pop(correlation, None)
+
+    async def reply(
+        self, request: envelope_pb2.Envelope, payload: bytes | str, **fields: Any
+    ) -> envelope_pb2.PublishResult:
+        """Answer a request: publish on its `reply_to` with its correlation id."""
+        if not request.reply_to:
+            raise ValueError(f"envelope {request.id} has no reply_to to answer on")
+        return await self.publish(
+            request.reply_to, payload, correlation_id=request.correlation_id, **fields
+        )
 
     async def subscribe(
         self,

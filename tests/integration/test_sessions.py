@@ -291,3 +291,35 @@ async def test_closed_subscriptions_leave_nothing_behind(client: Client, node: H
             await task
     await asyncio.wait_for(sessions_gone(node), 5)
     assert len(node.hub.index) == 0
+
+
+async def test_request_reply_between_agents_with_a_deadline(client: Client) -> None:
+    async with (
+        client.session(Card(id="caller")) as caller,
+        client.session(Card(id="answerer-2")) as answerer,
+    ):
+
+        async def answer() -> None:
+            async for message in answerer.inbox():
+                await answerer.reply(message.envelope, message.envelope.payload.upper())
+
+        serving = asyncio.create_task(answer())
+        reply = await caller.request("answerer-2", b"ping", timeout=5)
+        assert (reply.payload, reply.sender, reply.channel) == (
+            b"PING",
+            "answerer-2",
+            "agent.caller",
+        )
+        # A reply is consumed by request(): it does not also show up in the caller's inbox.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(aiter(caller.inbox())), 0.3)
+        with pytest.raises(HubError) as missing:
+            await caller.request("nobody-at-all", b"hello?", timeout=5)
+        assert missing.value.code == grpc.StatusCode.NOT_FOUND
+        serving.cancel()
+        with pytest.raises(HubError) as silent:
+            await caller.request("answerer-2", b"anyone?", timeout=0.3)
+        assert silent.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "within 0.3s" in silent.value.message
+        with pytest.raises(ValueError, match="no reply_to"):
+            await caller.reply(envelope_pb2.Envelope(id="x"), b"?")
