@@ -108,6 +108,18 @@ def check_submission(task: task_pb2.Task, limits: Limits, max_attempts: int) -> 
     check_text(task.context.git_ref, "task.context.git_ref", limits)
 
 
+def event_view(task: task_pb2.Task) -> task_pb2.Task:
+    """The task as change events carry it: without the submitted input and context, and with
+    artifact metadata only, so the events kept per task and on `_sys.tasks` stay small."""
+    view = task_pb2.Task()
+    view.CopyFrom(task)
+    view.ClearField("input")
+    view.ClearField("context")
+    for artifact in view.artifacts:
+        artifact.ClearField("data")
+    return view
+
+
 def handoff_context(
     parent: task_pb2.Task, agent_kind: int, summary: str, decisions: list[str]
 ) -> task_pb2.ContextPackage:

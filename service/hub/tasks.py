@@ -366,7 +366,10 @@ class TaskManager:
         elif kind == "artifact":
             self._add_artifact(task, update.artifact)
             await self._save(task)
-            await self._emit(task, EVENT.TASK_EVENT_TYPE_ARTIFACT, artifact=update.artifact)
+            announced = task_pb2.Artifact()
+            announced.CopyFrom(update.artifact)
+            announced.ClearField("data")  # events stay small; GetTask has the data
+            await self._emit(task, EVENT.TASK_EVENT_TYPE_ARTIFACT, artifact=announced)
         elif kind == "progress":
             changed = task.state != target
             task.state = machine.WORKING
@@ -540,7 +543,7 @@ class TaskManager:
         await self.engine.put_task(task)
 
     async def _emit(self, task: task_pb2.Task, kind: int, **fields: Any) -> None:
-        event = task_pb2.TaskEvent(type=kind, task=task, **fields)  # type: ignore[arg-type]
+        event = task_pb2.TaskEvent(type=kind, task=machine.event_view(task), **fields)  # type: ignore[arg-type]
         event.time.FromNanoseconds(time.time_ns())
         await self.engine.append_task_event(event, self.cfg.max_events)
         for watch in self._watchers.get(task.id, ()):

@@ -569,3 +569,28 @@ async def test_agent_registered_again_loses_what_its_old_session_held(
 
 async def _offline(client: Client, agent_id: str) -> bool:
     return (await client.get_agent(agent_id)).status == agent_pb2.AGENT_STATUS_OFFLINE
+
+
+async def test_events_stay_small_for_large_tasks(
+    client: Client, agents: Callable[..., Awaitable[Session]]
+) -> None:
+    big = b"x" * 500_000
+    context = task_pb2.ContextPackage(summary="y" * 100_000)
+
+    async def produce(task: TaskContext) -> str:
+        assert task.input.data == big and task.context.summary == context.summary  # all there
+        await task.artifact(task_pb2.Artifact(id="a", name="out.bin", data=b"z" * 200_000))
+        return "done"
+
+    await agents("heavy", ("h",), produce)
+    handle = await client.submit(big, require=["h"], context=context)
+    events = [e async for e in handle.events(after=1)]
+    snapshot, changes = events[0], events[1:]
+    assert changes and all(e.ByteSize() < 10_000 for e in changes)
+    assert changes[-1].task.result.data == b"done"  # results stay in
+    assert [a.name for a in changes[-1].task.artifacts] == ["out.bin"]
+    page = await client.history("_sys.tasks")
+    assert all(len(e.payload) < 10_000 for e in page.envelopes)
+    full = await client.get_task(handle.id)
+    assert full.input.data == big and full.artifacts[0].data == b"z" * 200_000
+    assert snapshot.task.input.data == big  # a SNAPSHOT carries the whole task

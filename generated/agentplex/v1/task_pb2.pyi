@@ -480,10 +480,15 @@ class TaskEvent(_message.Message):
     """0 to 100 when the agent reports it."""
     @_builtins.property
     def task(self) -> Global___Task:
-        """The task after the change."""
+        """The task after the change. In change events (all but SNAPSHOT) it comes without its input
+        and context, and its artifacts without their data, so events stay small however large the
+        task is: GetTask (or the SNAPSHOT) has everything.
+        """
 
     @_builtins.property
-    def artifact(self) -> Global___Artifact: ...
+    def artifact(self) -> Global___Artifact:
+        """For ARTIFACT events: the chunk's metadata, without its data."""
+
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
