@@ -534,7 +534,7 @@ class TaskManager:
                 channel=DLQ_TASKS,
                 content_type=PROTOBUF,
                 headers={"type": "agentplex.v1.Task", "task": task.id, "reason": message},
-                payload=task.SerializeToString(),
+                payload=machine.event_view(task).SerializeToString(),  # GetTask has the rest
             )
             await self.hub.publish_system([env])
 
