@@ -30,7 +30,8 @@ class MemoryEngine(Engine):
         self._handler: PublicationHandler = _drop
         self.epoch = new_epoch()
         self._tasks: dict[str, task_pb2.Task] = {}
-        self._keys: dict[str, str] = {}
+        self._keys: dict[str, str] = {}  # idempotency key -> task id
+        self._key_of: dict[str, str] = {}  # task id -> its idempotency key
         self._events: dict[str, deque[task_pb2.TaskEvent]] = {}
         self._event_numbers: dict[str, int] = {}
         self._queue: list[tuple[int, int, int, str]] = []
@@ -103,21 +104,24 @@ class MemoryEngine(Engine):
         return list(self._tasks.values())
 
     async def delete_task(self, task_id: str) -> None:
-        task = self._tasks.pop(task_id, None)
+        self._tasks.pop(task_id, None)
         self._events.pop(task_id, None)
         self._event_numbers.pop(task_id, None)
         await self.dequeue_task(task_id)
-        if task is not None and task.idempotency_key:
-            for key, holder in list(self._keys.items()):
-                if holder == task_id:
-                    del self._keys[key]
+        key = self._key_of.pop(task_id, None)
+        if key is not None and self._keys.get(key) == task_id:
+            del self._keys[key]
 
     async def claim_idempotency_key(self, key: str, task_id: str) -> str:
-        return self._keys.setdefault(key, task_id)
+        holder = self._keys.setdefault(key, task_id)
+        if holder == task_id:
+            self._key_of[task_id] = key
+        return holder
 
     async def release_idempotency_key(self, key: str, task_id: str) -> None:
         if self._keys.get(key) == task_id:
             del self._keys[key]
+            self._key_of.pop(task_id, None)
 
     async def append_task_event(self, event: task_pb2.TaskEvent, keep: int) -> int:
         task_id = event.task.id

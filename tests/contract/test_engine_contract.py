@@ -11,7 +11,7 @@ import pytest
 
 from agentplex.core.channel_log import Accepted, Retention
 from agentplex.engine import Engine, MemoryEngine
-from agentplex.v1 import agent_pb2, envelope_pb2
+from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 
 ENGINES: dict[str, Callable[[Retention], Engine]] = {"memory": MemoryEngine}
 
@@ -123,3 +123,37 @@ async def test_registry_put_get_list_delete(started: tuple[Engine, Recorder]) ->
     assert removed is not None and removed.card.id == "a1"
     assert await engine.get_agent("a1") is None
     assert await engine.delete_agent("a1") is None
+
+
+async def test_idempotency_keys_are_claimed_once_released_and_forgotten_with_the_task(
+    started: tuple[Engine, Recorder],
+) -> None:
+    engine, _ = started
+    assert await engine.claim_idempotency_key("k", "t1") == "t1"
+    assert await engine.claim_idempotency_key("k", "t2") == "t1"
+    await engine.release_idempotency_key("k", "t2")  # not the holder: nothing changes
+    assert await engine.claim_idempotency_key("k", "t3") == "t1"
+    await engine.release_idempotency_key("k", "t1")
+    assert await engine.claim_idempotency_key("k", "t4") == "t4"
+    await engine.put_task(task_pb2.Task(id="t4", idempotency_key="k"))
+    await engine.delete_task("t4")
+    assert await engine.get_task("t4") is None
+    assert await engine.claim_idempotency_key("k", "t5") == "t5"
+
+
+async def test_task_queue_order_and_events(started: tuple[Engine, Recorder]) -> None:
+    engine, _ = started
+    await engine.enqueue_task("low", 1, 100)
+    await engine.enqueue_task("high-late", 5, 300)
+    await engine.enqueue_task("high-early", 5, 200)
+    await engine.enqueue_task("low", 1, 100)  # queued once
+    assert await engine.pending_tasks() == ["high-early", "high-late", "low"]
+    assert await engine.dequeue_task("high-late")
+    assert not await engine.dequeue_task("high-late")
+    assert await engine.pending_tasks() == ["high-early", "low"]
+    for i in range(5):
+        event = task_pb2.TaskEvent(task=task_pb2.Task(id="t"), message=f"e{i}")
+        assert await engine.append_task_event(event, keep=3) == i + 1
+    kept = await engine.task_events("t", 0)
+    assert [e.number for e in kept] == [3, 4, 5]
+    assert [e.message for e in await engine.task_events("t", 4)] == ["e4"]
