@@ -15,19 +15,7 @@ from agentplex.engine import MemoryEngine
 from agentplex.node import HubNode
 from agentplex.v1 import envelope_pb2, messaging_service_pb2 as ms
 from tests.support.hubs import fast_settings
-
-
-async def take(iterator: object, count: int, timeout: float = 5.0) -> list[envelope_pb2.Envelope]:
-    out: list[envelope_pb2.Envelope] = []
-
-    async def run() -> None:
-        async for env in iterator:  # type: ignore[attr-defined]
-            out.append(env)
-            if len(out) == count:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
+from tests.support.streams import take
 
 
 async def test_publish_reaches_subscribers_of_names_and_patterns(

@@ -8,7 +8,7 @@ import asyncio
 import grpc
 import pytest
 
-from agentplex.client import Client, HubError, Message
+from agentplex.client import Client, HubError
 from agentplex.client.errors import SessionClosed
 from agentplex.node import HubNode
 from agentplex.v1 import (
@@ -17,21 +17,9 @@ from agentplex.v1 import (
     session_service_pb2 as ss,
     session_service_pb2_grpc,
 )
+from tests.support.streams import take
 
 Card = agent_pb2.AgentCard
-
-
-async def take(sub: object, count: int, timeout: float = 5.0) -> list[Message]:
-    out: list[Message] = []
-
-    async def run() -> None:
-        async for message in sub:  # type: ignore[attr-defined]
-            out.append(message)
-            if len(out) == count:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
 
 
 class Raw:

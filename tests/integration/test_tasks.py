@@ -37,6 +37,17 @@ def card(
     )  # type: ignore[arg-type]
 
 
+def stuck_handler(started: asyncio.Event) -> Handler:
+    """A handler that signals it started, then works until it is canceled."""
+
+    async def stuck(task: TaskContext) -> str:
+        started.set()
+        await asyncio.sleep(60)
+        return "never"
+
+    return stuck
+
+
 async def echo(task: TaskContext) -> str:
     return f"{task.id} done by {task.session.agent_id}"
 
@@ -309,11 +320,7 @@ async def test_agent_that_leaves_loses_its_tasks_to_another(
     client: Client, agents: Callable[..., Awaitable[Session]]
 ) -> None:
     started = asyncio.Event()
-
-    async def stuck(task: TaskContext) -> str:
-        started.set()
-        await asyncio.sleep(60)
-        return "never"
+    stuck = stuck_handler(started)
 
     first = await agents("first", ("k",), stuck)
     handle = await client.submit("x", require=["k"])
@@ -550,11 +557,7 @@ async def test_agent_registered_again_loses_what_its_old_session_held(
     client: Client, agents: Callable[..., Awaitable[Session]]
 ) -> None:
     started = asyncio.Event()
-
-    async def stuck(task: TaskContext) -> str:
-        started.set()
-        await asyncio.sleep(60)
-        return "never"
+    stuck = stuck_handler(started)
 
     old = await agents("phoenix", ("p",), stuck)
     handle = await client.submit("x", require=["p"])
