@@ -96,6 +96,10 @@ class RoutingTable:
         self._relist(slot)
         return slot
 
+    @property
+    def has_available(self) -> bool:
+        return bool(self._order)
+
     def available(self) -> Iterable[Slot]:
         """Available agents, least loaded and longest idle first."""
         slots = self.slots

@@ -111,5 +111,5 @@ class Engine(ABC):
         """Take a task off the queue; False when it was not queued (someone else took it)."""
 
     @abstractmethod
-    async def pending_tasks(self) -> list[str]:
-        """Queued task ids in dispatch order."""
+    async def pending_tasks(self, start: int = 0, count: int = 0) -> list[str]:
+        """Queued task ids in dispatch order: `count` of them from position `start` (0: all)."""

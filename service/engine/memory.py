@@ -151,5 +151,6 @@ class MemoryEngine(Engine):
         del self._queue[bisect.bisect_left(self._queue, entry)]
         return True
 
-    async def pending_tasks(self) -> list[str]:
-        return [entry[3] for entry in self._queue]
+    async def pending_tasks(self, start: int = 0, count: int = 0) -> list[str]:
+        stop = start + count if count else None
+        return [entry[3] for entry in self._queue[start:stop]]

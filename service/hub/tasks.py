@@ -42,6 +42,7 @@ log = logging.getLogger("agentplex.tasks")
 audit = logging.getLogger("agentplex.audit")
 
 SYS_TASKS = "_sys.tasks"
+DISPATCH_PAGE = 64
 DLQ_TASKS = "_dlq.tasks"
 PROTOBUF = "application/x-protobuf"
 EVENT = task_pb2.TaskEventType
@@ -418,24 +419,33 @@ class TaskManager:
                 log.exception("dispatch failed")
 
     async def dispatch(self) -> None:
-        """Offer queued tasks, in priority order, to the agents that can take them."""
+        """Offer queued tasks, in priority order, to the agents that can take them. The queue is
+        read a page at a time and only while some agent has room: a long queue costs nothing
+        when every agent is busy."""
         table = self.table
-        for task_id in await self.engine.pending_tasks():
-            if not table._order:
+        skipped = 0  # tasks left in the queue ahead of the next page (no agent for them now)
+        while table.has_available:
+            page = await self.engine.pending_tasks(skipped, DISPATCH_PAGE)
+            if not page:
                 return
-            task = await self.engine.get_task(task_id)
-            if task is None or task.state != machine.SUBMITTED:
-                await self.engine.dequeue_task(task_id)
-                continue
-            needs = Needs(
-                frozenset(task.required_capabilities),
-                tuple(task.preferred_kinds),
-                task.target_agent_id,
-                self._rejected.get(task.id, ()),
-            )
-            agent_id = table.route(needs)
-            if agent_id is not None:
-                await self._assign(task, agent_id)
+            for task_id in page:
+                if not table.has_available:
+                    return
+                task = await self.engine.get_task(task_id)
+                if task is None or task.state != machine.SUBMITTED:
+                    await self.engine.dequeue_task(task_id)
+                    continue
+                needs = Needs(
+                    frozenset(task.required_capabilities),
+                    tuple(task.preferred_kinds),
+                    task.target_agent_id,
+                    self._rejected.get(task.id, ()),
+                )
+                agent_id = table.route(needs)
+                if agent_id is None:
+                    skipped += 1
+                else:
+                    await self._assign(task, agent_id)
 
     async def _assign(self, task: task_pb2.Task, agent_id: str) -> None:
         session = self.hub.sessions.holding(agent_id)

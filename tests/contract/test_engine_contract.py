@@ -151,6 +151,10 @@ async def test_task_queue_order_and_events(started: tuple[Engine, Recorder]) -> 
     assert await engine.dequeue_task("high-late")
     assert not await engine.dequeue_task("high-late")
     assert await engine.pending_tasks() == ["high-early", "low"]
+    await engine.enqueue_task("mid", 3, 50)
+    assert await engine.pending_tasks(1, 1) == ["mid"]
+    assert await engine.pending_tasks(1) == ["mid", "low"]
+    assert await engine.pending_tasks(5, 2) == []
     for i in range(5):
         event = task_pb2.TaskEvent(task=task_pb2.Task(id="t"), message=f"e{i}")
         assert await engine.append_task_event(event, keep=3) == i + 1
