@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from agentplex.client.content import as_bytes
 from agentplex.client.errors import HubError
 from agentplex.client.positions import Positions
 from agentplex.client.tasks import TaskHandle, payload
@@ -64,14 +65,12 @@ def envelope(
     reply_to: str = "",
 ) -> envelope_pb2.Envelope:
     """Build an envelope. A client-chosen id makes retries safe: the hub stores it once."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-        content_type = content_type or "text/plain; charset=utf-8"
+    data, content_type = as_bytes(payload, content_type)
     return envelope_pb2.Envelope(
         id=id or uuid.uuid4().hex,
         channel=channel,
-        payload=payload,
-        content_type=content_type or "application/octet-stream",
+        payload=data,
+        content_type=content_type,
         headers=dict(headers or {}),
         correlation_id=correlation_id,
         reply_to=reply_to,

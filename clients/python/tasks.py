@@ -25,25 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from agentplex.client.content import as_bytes
 from agentplex.client.errors import HubError
+from agentplex.core.tasks import state_name
 from agentplex.v1 import session_service_pb2 as ss, task_pb2, task_service_pb2 as ts
 
 if TYPE_CHECKING:
     from agentplex.client.client import Client
     from agentplex.client.session import Session
-
-TERMINAL = frozenset(
-    {
-        task_pb2.TASK_STATE_COMPLETED,
-        task_pb2.TASK_STATE_FAILED,
-        task_pb2.TASK_STATE_CANCELED,
-        task_pb2.TASK_STATE_REJECTED,
-    }
-)
-
-
-def state_name(state: int) -> str:
-    return task_pb2.TaskState.Name(state).removeprefix("TASK_STATE_")  # type: ignore[arg-type]
 
 
 def payload(
@@ -53,11 +42,8 @@ def payload(
         return task_pb2.Payload()
     if isinstance(value, task_pb2.Payload):
         return value
-    if isinstance(value, str):
-        return task_pb2.Payload(
-            content_type=content_type or "text/plain; charset=utf-8", data=value.encode()
-        )
-    return task_pb2.Payload(content_type=content_type or "application/octet-stream", data=value)
+    data, content_type = as_bytes(value, content_type)
+    return task_pb2.Payload(content_type=content_type, data=data)
 
 
 class TaskFailed(Exception):

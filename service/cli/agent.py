@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any
 
-from agentplex.cli.common import enum_value
+from agentplex.cli.common import enum_value, stop_on_signals
 from agentplex.client import Client, HubError, TaskContext
 from agentplex.client.client import default_hub
 from agentplex.v1 import agent_pb2
@@ -99,10 +99,7 @@ async def serve(args: argparse.Namespace) -> None:
         async with client.session(card) as session:
             session.on_task(lambda task: run_command(args.command, task))
             print(f"agent {session.agent_id} connected to {client.address}", flush=True)
-            stop_event = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop_event.set)
+            stop_event = stop_on_signals()
             closed = asyncio.create_task(session.closed_event.wait())
             await asyncio.wait(
                 [asyncio.create_task(stop_event.wait()), closed],

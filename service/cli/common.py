@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -77,3 +78,12 @@ def enum_value(enum: Any, prefix: str, value: str, option: str) -> Any:
             if "UNSPECIFIED" not in n
         )
         raise ValueError(f"{option} {value!r} is not one of {valid}") from None
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM: long-running commands stop cleanly on either."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import gc
 import logging
-import signal
 import sys
 from typing import Any
 
+from agentplex.cli.common import stop_on_signals
 from agentplex.config import ConfigError, load_settings
 from agentplex.node import HubNode
 
@@ -73,10 +73,7 @@ async def _serve(settings: Any) -> None:
     # keeps the garbage collector off the publish path.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     print(
         f"agentplex {settings.env} hub {node.hub.node} on engine {node.hub.engine.name}\n"
         f"  grpc  {node.grpc_address}",

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentplex.cli.common import add_common, enum_value, json_line, run_client
 from agentplex.client import Client, TaskHandle
-from agentplex.client.tasks import TERMINAL, state_name
+from agentplex.core.tasks import state_name
 from agentplex.v1 import agent_pb2, task_pb2
 
 
@@ -145,4 +145,4 @@ async def give_input(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["TERMINAL", "add_parsers", "follow"]
+__all__ = ["add_parsers", "follow"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agentplex.core.globmatch import glob_match, is_pattern
 from agentplex.core.principal import Principal
-from agentplex.core.validation import INBOX_PREFIX, is_inbox, is_system
+from agentplex.core.validation import inbox_owner, is_inbox, is_system
 from agentplex.errors import PermissionDenied
 
 
@@ -31,7 +31,7 @@ def check_subscribe(principal: Principal, channel: str, agent_id: str) -> None:
         if not can_receive(principal, agent_id, channel):
             if is_inbox(channel):
                 raise PermissionDenied(
-                    f"{channel!r} is the inbox of agent {channel[len(INBOX_PREFIX) :]!r}: only "
+                    f"{channel!r} is the inbox of agent {inbox_owner(channel)!r}: only "
                     "that agent's session (or an admin) may read it"
                 )
             raise PermissionDenied(
@@ -43,7 +43,7 @@ def check_subscribe(principal: Principal, channel: str, agent_id: str) -> None:
 
 def can_receive(principal: Principal, agent_id: str, channel: str) -> bool:
     """Whether a session of `principal` (holding `agent_id`) may get envelopes of `channel`."""
-    own = bool(agent_id) and channel[len(INBOX_PREFIX) :] == agent_id
+    own = bool(agent_id) and inbox_owner(channel) == agent_id
     if is_inbox(channel) and not own and not principal.is_admin:
         return False
     return _scoped(principal, "subscribe", channel)

@@ -84,11 +84,11 @@ def check_envelope(
     `index` names the envelope in a batch; `channel_ok` skips a channel already checked."""
     try:
         _check_envelope(env, limits, "envelope", channel_ok)
-    except HubError as err:
+    except HubError:
         if index is None:
             raise
-        named = err.message.replace("envelope.", f"envelopes[{index}].", 1)
-        raise type(err)(named) from None
+        # Name the envelope by its place in the batch; built only when something is wrong.
+        _check_envelope(env, limits, f"envelopes[{index}]", channel_ok)
 
 
 def _check_envelope(
@@ -159,6 +159,11 @@ def is_inbox(channel: str) -> bool:
 
 def inbox_of(agent_id: str) -> str:
     return INBOX_PREFIX + agent_id
+
+
+def inbox_owner(channel: str) -> str:
+    """The agent id of an inbox channel `agent.<id>`."""
+    return channel[len(INBOX_PREFIX) :]
 
 
 def is_system(channel: str) -> bool:

@@ -10,9 +10,10 @@ subscribers costs N small byte joins, not N envelope encodings. The layout is pr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from agentplex.core.channel_log import Accepted
+from agentplex.v1 import envelope_pb2
 
 _SMALL = [bytes([n]) for n in range(128)]
 
@@ -59,42 +60,33 @@ def _text(tag: bytes, value: str) -> bytes:
     return tag + varint(len(data)) + data
 
 
-def publish_result(envelope_id: str, channel: str, outcome: tuple[int, str, str, bool]) -> bytes:
-    """An encoded `PublishResult` body (no tag): the answer to one published envelope, built
-    without a message object per envelope. Empty `envelope_id` and `channel` are left out."""
-    seq, epoch, sha256, duplicate = outcome
-    position = b"\x08" + varint(seq) + _text(b"\x12", epoch)
-    return (
-        (_text(b"\x0a", envelope_id) if envelope_id else b"")
-        + (_text(b"\x12", channel) if channel else b"")
-        + b"\x1a"
-        + varint(len(position))
-        + position
-        + _text(b"\x22", sha256)
-        + (b"\x28\x01" if duplicate else b"")
-    )
-
-
-def unnamed_results(outcomes: Iterable[tuple[int, str, str, bool]]) -> list[bytes]:
-    """`publish_result` bodies without id and channel, for a whole batch: the epoch's encoding
-    is made once per epoch, not once per envelope."""
+def publish_results(
+    outcomes: Iterable[tuple[int, str, str, bool]],
+    envelopes: Sequence[envelope_pb2.Envelope] | None = None,
+) -> list[bytes]:
+    """Encoded `PublishResult` bodies (no tag) for a published batch, built without a message
+    object per envelope. With `envelopes`, each result names its envelope's id and channel;
+    without, they are left out (PublishBatchResponse: the client knows them by index). An
+    epoch's encoding is made once per batch."""
     epochs: dict[str, bytes] = {}
     out = []
-    small = _SMALL
-    for seq, epoch, sha256, duplicate in outcomes:
+    for i, (seq, epoch, sha256, duplicate) in enumerate(outcomes):
         epoch_field = epochs.get(epoch)
         if epoch_field is None:
             epoch_field = epochs[epoch] = _text(b"\x12", epoch)
         position = b"\x08" + varint(seq) + epoch_field
-        digest = sha256.encode()
-        size = len(position)
+        names = b""
+        if envelopes is not None:
+            env = envelopes[i]
+            names = (_text(b"\x0a", env.id) if env.id else b"") + (
+                _text(b"\x12", env.channel) if env.channel else b""
+            )
         out.append(
-            b"\x1a"
-            + (small[size] if size < 128 else varint(size))
+            names
+            + b"\x1a"
+            + varint(len(position))
             + position
-            + b"\x22"
-            + (small[len(digest)] if len(digest) < 128 else varint(len(digest)))
-            + digest
+            + _text(b"\x22", sha256)
             + (b"\x28\x01" if duplicate else b"")
         )
     return out

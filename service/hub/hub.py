@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentplex.config import Settings
-from agentplex.core import authz, wire
+from agentplex.core import authz
 from agentplex.core.channel_log import Accepted
 from agentplex.core.principal import Principal
 from agentplex.core.subscriptions import SubscriptionIndex
@@ -25,6 +25,7 @@ from agentplex.core.validation import (
     check_batch_size,
     check_channel,
     check_envelope,
+    inbox_owner,
     is_inbox,
 )
 from agentplex.engine import Engine, create_engine
@@ -152,10 +153,10 @@ class Hub:
             if not known:
                 authz.check_publish(principal, channel)
                 channels.add(channel)
-        for inbox in channels:
-            if is_inbox(inbox) and await self.engine.get_agent(inbox[len("agent.") :]) is None:
+        for channel in channels:
+            if is_inbox(channel) and await self.engine.get_agent(inbox_owner(channel)) is None:
                 raise NotFound(
-                    f"no agent {inbox[len('agent.') :]!r} is registered to receive on {inbox!r}"
+                    f"no agent {inbox_owner(channel)!r} is registered to receive on {channel!r}"
                 )
         return await self._accept(envelopes, sender or principal.id)
 
@@ -180,18 +181,6 @@ class Hub:
         self.metrics.published += len(envelopes) - duplicates
         self.metrics.duplicates += duplicates
         return outcomes
-
-    @staticmethod
-    def results(
-        envelopes: Sequence[envelope_pb2.Envelope], outcomes: Sequence[Outcome], *, named: bool
-    ) -> list[bytes]:
-        """Encoded `PublishResult`s for a published batch; without `named` the id and channel
-        are left out (PublishBatchResponse: the client knows them by index)."""
-        if not named:
-            return wire.unnamed_results(outcomes)
-        encode = wire.publish_result
-        pairs = zip(envelopes, outcomes, strict=True)
-        return [encode(env.id, env.channel, out) for env, out in pairs]
 
     async def read(self, channel: str, seq: int | None, epoch: str | None, limit: int) -> Page:
         """History from the engine with every entry's sha256 checked; a corrupt entry is

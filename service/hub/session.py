@@ -260,8 +260,7 @@ class Session:
     async def _publish(self, frame: ss.ConnectRequest) -> None:
         envelopes = frame.publish.envelopes
         outcomes = await self.hub.publish(self.principal, envelopes, sender=self.agent_id)
-        results = self.hub.results(envelopes, outcomes, named=True)
-        self.send(wire.publish_receipt(frame.ref, results))
+        self.send(wire.publish_receipt(frame.ref, wire.publish_results(outcomes, envelopes)))
 
     async def _heartbeat(self, frame: ss.ConnectRequest) -> None:
         if self.agent_id and frame.heartbeat.status:

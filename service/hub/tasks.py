@@ -171,9 +171,8 @@ class TaskManager:
             raise NotFound(f"task.target_agent_id: no agent {request.target_agent_id!r}")
         task = task_pb2.Task()
         task.CopyFrom(request)
-        for name in ("assigned_agent_id", "status_message", "input_prompt", "artifacts"):
-            task.ClearField(name)
-        for name in ("result", "error", "completed_at"):
+        hub_managed = ("assigned_agent_id", "status_message", "input_prompt", "artifacts")
+        for name in (*hub_managed, "result", "error", "completed_at"):
             task.ClearField(name)  # type: ignore[arg-type]
         task.id = task_id
         task.state = machine.SUBMITTED
@@ -351,8 +350,6 @@ class TaskManager:
             )
         task = await self._task(update.task_id, "task_update.task_id")
         target = machine.check_update(task, session.agent_id, update.attempt, kind)
-        if kind != "artifact":  # anything else answers the assignment; an artifact does not
-            self._leases.pop(task.id, None)
         if kind == "result":
             task.result.CopyFrom(update.result)
             await self._finish(task, machine.COMPLETED, "completed")
@@ -362,7 +359,10 @@ class TaskManager:
         elif kind == "reject":
             self._rejected.setdefault(task.id, set()).add(session.agent_id)
             await self._retry(
-                task, f"rejected by {session.agent_id}: {update.reject.reason}", cancel=False
+                task,
+                f"rejected by {session.agent_id}: {update.reject.reason}",
+                cancel=False,
+                rejected=True,
             )
         elif kind == "artifact":
             self._add_artifact(task, update.artifact)
@@ -482,7 +482,6 @@ class TaskManager:
     async def _release(self, task: task_pb2.Task, *, cancel_agent: bool, reason: str) -> None:
         """The task's agent no longer holds it (and is told so when `cancel_agent`)."""
         agent_id = task.assigned_agent_id
-        self._leases.pop(task.id, None)
         held = self._held.get(agent_id)
         if not agent_id or held is None or task.id not in held:
             return
@@ -502,11 +501,14 @@ class TaskManager:
                 agent.idle_since.FromNanoseconds(now)
             await self.engine.put_agent(agent)
 
-    async def _retry(self, task: task_pb2.Task, reason: str, *, cancel: bool) -> None:
-        """Back to the queue for another agent, or failed when no attempt is left."""
+    async def _retry(
+        self, task: task_pb2.Task, reason: str, *, cancel: bool, rejected: bool = False
+    ) -> None:
+        """Back to the queue for another agent; when no attempt is left, REJECTED (after a
+        reject) or FAILED, onto the dead-letter channel."""
         await self._release(task, cancel_agent=cancel, reason=reason)
         if task.attempt >= task.max_attempts:
-            state = machine.REJECTED if reason.startswith("rejected") else machine.FAILED
+            state = machine.REJECTED if rejected else machine.FAILED
             task.error.code = "RESOURCE_EXHAUSTED" if state == machine.FAILED else "ABORTED"
             task.error.message = f"no attempt left after {task.attempt}: {reason}"
             await self._finish(task, state, task.error.message, dead_letter=True)
@@ -549,6 +551,9 @@ class TaskManager:
             await self.hub.publish_system([env])
 
     async def _save(self, task: task_pb2.Task, now: int | None = None) -> None:
+        """Store the task; its accept deadline lives exactly as long as it is ASSIGNED."""
+        if task.state != machine.ASSIGNED:
+            self._leases.pop(task.id, None)
         task.updated_at.FromNanoseconds(now or time.time_ns())
         await self.engine.put_task(task)
 

@@ -34,12 +34,11 @@ class MessagingServicer:
             raise InvalidArgument("envelope is required")
         envelopes = [request.envelope]
         outcomes = await self.hub.publish(principal_of(context), envelopes)
-        results = self.hub.results(envelopes, outcomes, named=True)
-        return wire.repeated(1, results)  # PublishResponse.result
+        return wire.repeated(1, wire.publish_results(outcomes, envelopes))  # .result
 
     async def PublishBatch(self, request: ms.PublishBatchRequest, context: Context) -> bytes:
         outcomes = await self.hub.publish(principal_of(context), request.envelopes)
-        return wire.repeated(1, self.hub.results(request.envelopes, outcomes, named=False))
+        return wire.repeated(1, wire.publish_results(outcomes))  # .results, unnamed
 
     async def Subscribe(self, request: ms.SubscribeRequest, context: Context) -> None:
         hub = self.hub

@@ -312,7 +312,8 @@ def test_publish_result_and_receipt_encode_like_protobuf(duplicate: bool) -> Non
     from agentplex.core import wire as w
     from agentplex.v1 import envelope_pb2 as e, messaging_service_pb2 as m, session_service_pb2 as s
 
-    body = w.publish_result("id-1", "chan.é", (300, "ep0ch", "ab" * 32, duplicate))
+    named = [e.Envelope(id="id-1", channel="chan.é")]
+    [body] = w.publish_results([(300, "ep0ch", "ab" * 32, duplicate)], named)
     expected = e.PublishResult(
         id="id-1",
         channel="chan.é",
@@ -327,11 +328,12 @@ def test_publish_result_and_receipt_encode_like_protobuf(duplicate: bool) -> Non
     assert receipt.ref == "r7" and list(receipt.receipt.published) == [expected]
 
 
-def test_unnamed_results_equal_publish_results_without_id_and_channel() -> None:
+def test_unnamed_results_equal_named_results_without_id_and_channel() -> None:
     from agentplex.core import wire as w
 
     outcomes = [(1, "e1", "a" * 64, False), (200, "e2", "b" * 64, True), (3, "e1", "c" * 64, False)]
-    assert w.unnamed_results(outcomes) == [w.publish_result("", "", o) for o in outcomes]
+    unnamed_envelopes = [envelope_pb2.Envelope() for _ in outcomes]  # empty id and channel
+    assert w.publish_results(outcomes) == w.publish_results(outcomes, unnamed_envelopes)
 
 
 def test_first_delivery_encoding_is_shared_and_later_attempts_are_not_cached() -> None:
