@@ -38,6 +38,20 @@ class ServerSettings:
 class EngineSettings:
     name: str = "memory"
     redis_url: str = ""
+    redis_cluster: bool = False
+    redis_prefix: str = "agentplex"
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
+    node_ttl: float = 10
+
+
+@dataclass(frozen=True, slots=True)
+class RedisEdgeSettings:
+    enabled: bool = False
+    url: str = ""
+    prefix: str = "agentplex:"
+    ingress: str = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +90,7 @@ class Settings:
     env: str = "development"
     server: ServerSettings = field(default_factory=ServerSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    redis_edge: RedisEdgeSettings = field(default_factory=RedisEdgeSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     agents: AgentSettings = field(default_factory=AgentSettings)
@@ -86,6 +101,7 @@ class Settings:
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerSettings,
     "engine": EngineSettings,
+    "redis_edge": RedisEdgeSettings,
     "channels": ChannelSettings,
     "session": SessionSettings,
     "agents": AgentSettings,
@@ -140,6 +156,7 @@ def _validate(s: Settings) -> None:
     for port_name in ("grpc_port", "ws_port"):
         if getattr(s.server, port_name) > 65535:
             raise ConfigError(f"setting server.{port_name} must be 0 to 65535")
+    positive("engine", s.engine)
     positive("channels", s.channels)
     positive("session", s.session)
     positive("agents", s.agents)
@@ -156,6 +173,16 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"setting engine.name must be memory or redis, got {s.engine.name!r}")
     if s.engine.name == "redis" and not s.engine.redis_url:
         raise ConfigError("setting engine.redis_url is required when engine.name is redis")
+    if s.redis_edge.enabled and not (s.redis_edge.url or s.engine.redis_url):
+        raise ConfigError(
+            "setting redis_edge.url (or engine.redis_url) is required when redis_edge.enabled"
+        )
+    for name, url in (
+        ("engine.redis_url", s.engine.redis_url),
+        ("redis_edge.url", s.redis_edge.url),
+    ):
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"setting {name} must start with redis://, rediss:// or unix://")
     if s.session.heartbeat_timeout <= s.session.heartbeat_interval:
         raise ConfigError(
             "setting session.heartbeat_timeout must be larger than session.heartbeat_interval"

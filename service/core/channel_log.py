@@ -17,7 +17,9 @@ from agentplex.v1 import envelope_pb2
 
 class Accepted:
     """An accepted envelope with its wire encoding, made once and shared by every delivery.
-    `first_delivery` caches the encoded first-attempt delivery (see core/wire.py) for fan-out."""
+    `first_delivery` caches the encoded first-attempt delivery (see core/wire.py) for fan-out.
+    `local` is False for what another hub node accepted (a shared engine fans it out here), so
+    an edge that mirrors traffic outward can leave that to the node that accepted it."""
 
     __slots__ = (
         "channel",
@@ -25,12 +27,15 @@ class Accepted:
         "envelope",
         "epoch",
         "first_delivery",
+        "local",
         "seq",
         "sha256",
         "wire",
     )
 
-    def __init__(self, envelope: envelope_pb2.Envelope, created_ns: int) -> None:
+    def __init__(
+        self, envelope: envelope_pb2.Envelope, created_ns: int, *, local: bool = True
+    ) -> None:
         self.envelope = envelope
         self.channel = envelope.channel
         position = envelope.position
@@ -40,6 +45,7 @@ class Accepted:
         self.created_ns = created_ns
         self.wire = envelope.SerializeToString()
         self.first_delivery = b""
+        self.local = local
 
 
 @dataclass(frozen=True, slots=True)
