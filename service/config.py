@@ -43,6 +43,7 @@ class EngineSettings:
     redis_tls_ca_file: str = ""
     redis_tls_cert_file: str = ""
     redis_tls_key_file: str = ""
+    redis_timeout: float = 2
     node_ttl: float = 10
 
 

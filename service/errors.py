@@ -45,3 +45,9 @@ class FailedPrecondition(HubError):
 
 class DeadlineExceeded(HubError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unavailable(HubError):
+    """The shared state (the engine's Redis) cannot be reached: nothing was accepted, retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from types import TracebackType
 
@@ -20,6 +22,7 @@ class HubNode:
         self.hub = Hub(settings)
         self.grpc = GrpcServer(self.hub)
         self.grpc_port = 0
+        self._health: asyncio.Task[None] | None = None
 
     @property
     def grpc_address(self) -> str:
@@ -29,8 +32,22 @@ class HubNode:
         await self.hub.start()
         server = self.settings.server
         self.grpc_port = await self.grpc.start(server.host, server.grpc_port)
+        self._health = asyncio.get_running_loop().create_task(self._follow_engine())
+
+    async def _follow_engine(self) -> None:
+        """NOT_SERVING while the engine cannot reach its storage, SERVING again after."""
+        serving = True
+        while True:
+            await asyncio.sleep(self.settings.session.tick)
+            if self.hub.engine.available != serving:
+                serving = self.hub.engine.available
+                await self.grpc.set_serving(serving)
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self._health is not None:
+            self._health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health
         await self.grpc.stop(grace)
         await self.hub.stop()
 

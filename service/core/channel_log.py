@@ -34,7 +34,12 @@ class Accepted:
     )
 
     def __init__(
-        self, envelope: envelope_pb2.Envelope, created_ns: int, *, local: bool = True
+        self,
+        envelope: envelope_pb2.Envelope,
+        created_ns: int,
+        *,
+        local: bool = True,
+        wire: bytes = b"",
     ) -> None:
         self.envelope = envelope
         self.channel = envelope.channel
@@ -43,7 +48,7 @@ class Accepted:
         self.epoch = position.epoch
         self.sha256 = envelope.sha256
         self.created_ns = created_ns
-        self.wire = envelope.SerializeToString()
+        self.wire = wire or envelope.SerializeToString()
         self.first_delivery = b""
         self.local = local
 
@@ -70,6 +75,27 @@ class Replay:
 
 def new_epoch() -> str:
     return secrets.token_hex(4)
+
+
+def replay_start(
+    seq: int | None, epoch: str | None, current: str, first: int, top: int, limit: int
+) -> tuple[int, bool]:
+    """Where a replay after (seq, epoch) starts, and whether that position is honoured.
+
+    Without a position, the most recent `limit` entries. An empty epoch means the current one
+    (a caller that knows only a seq). A position from another epoch or older than the history
+    (`first` is the oldest seq kept) gives what is left, flagged unrecovered; a position ahead
+    of the channel gives nothing, also unrecovered. Every engine answers by this rule.
+    """
+    if not epoch:
+        epoch = current
+    if seq is None:
+        return max(first, top - limit + 1), True
+    if epoch != current:
+        return first, False
+    if seq > top:
+        return top + 1, False
+    return max(seq + 1, first), seq + 1 >= first
 
 
 class ChannelLog:
@@ -132,26 +158,10 @@ class ChannelLog:
         return len(self._entries)
 
     def since(self, seq: int | None, epoch: str | None, limit: int) -> Replay:
-        """Up to `limit` entries after (seq, epoch), oldest first.
-
-        Without a position, the most recent `limit` entries. An empty epoch means the current
-        one (a caller that knows only a seq). A position from another epoch or
-        older than the history gives what is left, flagged `recovered=False`; a position ahead
-        of the channel gives nothing, also unrecovered.
-        """
+        """Up to `limit` entries after (seq, epoch), oldest first (see `replay_start`)."""
         entries = self._entries
         first = self.first_seq
-        if not epoch:
-            epoch = self.epoch
-        if seq is None:
-            start = max(first, self.top - limit + 1)
-            recovered = True
-        elif epoch != self.epoch or seq > self.top:
-            start = first if epoch != self.epoch else self.top + 1
-            recovered = False
-        else:
-            start = max(seq + 1, first)
-            recovered = seq + 1 >= first
+        start, recovered = replay_start(seq, epoch, self.epoch, first, self.top, limit)
         offset = start - first
         stop = min(len(entries), offset + limit)
         picked = [entries[i] for i in range(offset, stop)] if offset < stop else []

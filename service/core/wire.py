@@ -36,6 +36,14 @@ def field_header(number: int, length: int) -> bytes:
     return varint(number << 3 | 2) + varint(length)
 
 
+def with_position(envelope: bytes, seq: int, epoch: str) -> bytes:
+    """An encoded envelope (without a position) with its `position` (field 10) appended: the
+    envelope as accepted, made without decoding and encoding it again."""
+    epoch_bytes = epoch.encode()
+    body = b"\x08" + varint(seq) + b"\x12" + varint(len(epoch_bytes)) + epoch_bytes
+    return envelope + field_header(10, len(body)) + body
+
+
 def delivery(entry: Accepted, attempt: int) -> bytes:
     """One encoded `Deliveries.deliveries` element (tag included). The first attempt's encoding
     is kept on the entry: every subscriber of a message shares it."""

@@ -1,6 +1,6 @@
 """Engines own shared state and fan-out: registry, channel history and positions, dedup.
 
-`memory` is embedded and needs nothing; `redis` (a later issue) lets several hub nodes act as one.
+`memory` is embedded and needs nothing; `redis` lets several hub nodes act as one.
 Both implement `Engine` and pass the same contract suite (tests/contract).
 """
 
@@ -23,11 +23,11 @@ def retention_of(settings: Settings) -> Retention:
 
 
 def create_engine(settings: Settings) -> Engine:
-    if settings.engine.name == "memory":
-        return MemoryEngine(retention_of(settings))
-    raise NotImplementedError(
-        f"engine.name = {settings.engine.name!r} is not available in this version; use memory"
-    )
+    if settings.engine.name == "redis":
+        from agentplex.engine.redis import RedisEngine  # imports redis only when asked for
+
+        return RedisEngine(retention_of(settings), settings.engine)
+    return MemoryEngine(retention_of(settings))
 
 
 __all__ = ["Engine", "MemoryEngine", "create_engine", "retention_of"]

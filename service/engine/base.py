@@ -12,6 +12,8 @@ from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 # Called with every batch of envelopes accepted anywhere (this node or, with a shared engine,
 # another one), in channel order.
 PublicationHandler = Callable[[Sequence[Accepted]], None]
+# Called with each message another node sent to this one (`Engine.send_to_node`).
+NodeMessageHandler = Callable[[bytes], None]
 
 
 class Outcome(NamedTuple):
@@ -27,9 +29,18 @@ class Engine(ABC):
     """Shared state and fan-out. Implementations must be safe to call from one event loop."""
 
     name: str
+    # False while the engine cannot reach its storage: the hub reports NOT_SERVING meanwhile.
+    available: bool = True
 
     @abstractmethod
-    async def start(self, on_publications: PublicationHandler) -> None: ...
+    async def start(
+        self,
+        on_publications: PublicationHandler,
+        *,
+        node: str = "",
+        on_node_message: NodeMessageHandler | None = None,
+    ) -> None:
+        """Begin delivering publications (and messages addressed to `node`) to the handlers."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -113,3 +124,21 @@ class Engine(ABC):
     @abstractmethod
     async def pending_tasks(self, start: int = 0, count: int = 0) -> list[str]:
         """Queued task ids in dispatch order: `count` of them from position `start` (0: all)."""
+
+    # Nodes ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def beat(self, node: str, expires_ns: int) -> None:
+        """`node` is alive until `expires_ns`; it renews this well before then."""
+
+    @abstractmethod
+    async def expired_nodes(self, now_ns: int) -> list[str]:
+        """Nodes whose lease ran out: they died without leaving."""
+
+    @abstractmethod
+    async def forget_node(self, node: str) -> bool:
+        """Take a node off the list; True for exactly one caller, who cleans up after it."""
+
+    @abstractmethod
+    async def send_to_node(self, node: str, payload: bytes) -> None:
+        """Hand `payload` to `node`'s message handler (at most once; lost if it is gone)."""

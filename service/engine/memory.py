@@ -9,11 +9,11 @@ from collections import deque
 from collections.abc import Sequence
 
 from agentplex.core.channel_log import Accepted, ChannelLog, Replay, Retention, new_epoch
-from agentplex.engine.base import Engine, Outcome, PublicationHandler
+from agentplex.engine.base import Engine, NodeMessageHandler, Outcome, PublicationHandler
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 
 
-def _drop(_: Sequence[Accepted]) -> None:
+def _drop(_: object) -> None:
     return None
 
 
@@ -37,12 +37,23 @@ class MemoryEngine(Engine):
         self._queue: list[tuple[int, int, int, str]] = []
         self._queued: dict[str, tuple[int, int, int, str]] = {}
         self._order = itertools.count()
+        self._node = ""
+        self._on_node_message: NodeMessageHandler = _drop
+        self._nodes: dict[str, int] = {}  # node -> lease expiry (ns)
 
-    async def start(self, on_publications: PublicationHandler) -> None:
+    async def start(
+        self,
+        on_publications: PublicationHandler,
+        *,
+        node: str = "",
+        on_node_message: NodeMessageHandler | None = None,
+    ) -> None:
         self._handler = on_publications
+        self._node = node
+        self._on_node_message = on_node_message or _drop
 
     async def close(self) -> None:
-        self._handler = _drop
+        self._handler = self._on_node_message = _drop
 
     def _log(self, channel: str) -> ChannelLog:
         log = self._logs.get(channel)
@@ -154,3 +165,16 @@ class MemoryEngine(Engine):
     async def pending_tasks(self, start: int = 0, count: int = 0) -> list[str]:
         stop = start + count if count else None
         return [entry[3] for entry in self._queue[start:stop]]
+
+    async def beat(self, node: str, expires_ns: int) -> None:
+        self._nodes[node] = expires_ns
+
+    async def expired_nodes(self, now_ns: int) -> list[str]:
+        return [node for node, expiry in self._nodes.items() if expiry <= now_ns]
+
+    async def forget_node(self, node: str) -> bool:
+        return self._nodes.pop(node, None) is not None
+
+    async def send_to_node(self, node: str, payload: bytes) -> None:
+        if node == self._node:
+            self._on_node_message(payload)

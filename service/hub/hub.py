@@ -5,6 +5,7 @@ a transport can ask for is checked and authorized once, in these classes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -69,6 +70,7 @@ class Hub:
         self, settings: Settings, engine: Engine | None = None, *, node_id: str = ""
     ) -> None:
         from agentplex.hub.agents import Agents  # these need the Hub type
+        from agentplex.hub.nodes import Nodes
         from agentplex.hub.sessions import SessionManager
         from agentplex.hub.tasks import TaskManager
 
@@ -79,6 +81,7 @@ class Hub:
         self.index: SubscriptionIndex[Subscriber] = SubscriptionIndex()
         self.metrics = Metrics()
         self.agents = Agents(self)
+        self.nodes = Nodes(self)
         self.sessions = SessionManager(self)
         self.tasks = TaskManager(self)
         self._id_prefix = secrets.token_hex(5)
@@ -88,9 +91,12 @@ class Hub:
     # Lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.engine.start(self._on_publications)
+        await self.engine.start(
+            self._on_publications, node=self.node, on_node_message=self.nodes.received
+        )
+        await self.nodes.start()
         self.sessions.start()
-        self.tasks.start()
+        await self.tasks.start()
 
     async def stop(self) -> None:
         await self.tasks.stop()
@@ -98,6 +104,8 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(HubError):  # an unreachable engine: the lease runs out instead
+            await self.nodes.stop()
         await self.engine.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -13,7 +13,7 @@ import grpc
 
 from agentplex.core.outbox import Outbox
 from agentplex.core.principal import Principal
-from agentplex.errors import InvalidArgument
+from agentplex.errors import InvalidArgument, Unavailable
 from agentplex.hub.session import Frame, Session, error_frame
 from agentplex.v1 import agent_pb2, session_service_pb2 as ss
 
@@ -157,8 +157,11 @@ class SessionManager:
             await asyncio.sleep(interval)
             try:
                 self.tick(time.time_ns())
+                await self.hub.nodes.tick(time.time_ns())
                 await self.hub.agents.expire_silent(time.time_ns())
                 await self.hub.tasks.tick(time.time_ns())
+            except Unavailable:
+                pass  # the engine has said so; timers resume when it is back
             except Exception:
                 log.exception("session ticker failed")
 

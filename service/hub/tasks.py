@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentplex.core import authz, tasks as machine
+from agentplex.core.channel_log import Accepted
 from agentplex.core.principal import Principal
 from agentplex.core.routing import Needs, RoutingTable, slot_of
 from agentplex.core.validation import check_id
@@ -70,6 +71,20 @@ class _Watch:
             self.overflowed = True
 
 
+class _TaskEvents:
+    """The task manager's own subscription to `_sys.tasks`: every node hears every task event,
+    whichever node made it, so watchers anywhere see it and a queued task wakes every node's
+    dispatcher."""
+
+    __slots__ = ("manager",)
+
+    def __init__(self, manager: TaskManager) -> None:
+        self.manager = manager
+
+    def deliver(self, entry: Accepted) -> None:
+        self.manager.heard(entry.envelope)
+
+
 class TaskManager:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -85,11 +100,13 @@ class TaskManager:
         self._watchers: dict[str, set[_Watch]] = {}
         self._finished: deque[tuple[int, str]] = deque()  # (completed ns, task id), in order
         self._missed: dict[str, list[ss.ConnectResponse]] = {}  # for detached sessions
+        self._events = _TaskEvents(self)
 
     # Lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_forever())
+        await self.hub.listen(self._events, SYS_TASKS)
 
     async def stop(self) -> None:
         if self._dispatcher is not None:
@@ -122,6 +139,39 @@ class TaskManager:
             if task is not None and task.state in machine.HELD:
                 await self._retry(task, f"agent {agent_id} left ({reason})", cancel=False)
 
+    async def orphaned(self, agent_ids: set[str], reason: str) -> None:
+        """Agents of a node that died: the tasks they held (found in the engine, as only the
+        dead node knew them) go to other agents."""
+        for task in await self.engine.list_tasks():
+            if task.assigned_agent_id in agent_ids and task.state in machine.HELD:
+                await self._retry(
+                    task, f"agent {task.assigned_agent_id} left ({reason})", cancel=False
+                )
+
+    async def from_other_node(self, agent_id: str, frame: ss.ConnectResponse) -> None:
+        """A frame another node sent for an agent whose session is here. A cancel also ends
+        this node's hold on the task."""
+        if frame.HasField("task_cancel"):
+            held = self._held.get(agent_id)
+            if held is not None and frame.task_cancel.task_id in held:
+                held.discard(frame.task_cancel.task_id)
+                await self._set_load(agent_id, len(held), time.time_ns())
+                self.wake()
+        if self.hub.sessions.holding(agent_id) is not None:
+            self._tell(agent_id, frame)
+
+    def heard(self, envelope: envelope_pb2.Envelope) -> None:
+        """A task event from any node: feed this node's watchers of the task, and look for work
+        when a task (re)enters the queue."""
+        headers = envelope.headers
+        watchers = self._watchers.get(headers["task"])
+        if watchers:
+            event = task_pb2.TaskEvent.FromString(envelope.payload)
+            for watch in watchers:
+                watch.put(event)
+        if headers["state"] == "SUBMITTED":
+            self.wake()
+
     def resumed(self, session: Session) -> None:
         """A resumed session gets what it missed while it was away: cancels and input first,
         then the assignments it has not accepted yet."""
@@ -130,9 +180,13 @@ class TaskManager:
         self.hub.spawn(self._resend_assignments(session))
 
     def _tell(self, agent_id: str, frame: ss.ConnectResponse) -> None:
-        """Send a frame to an agent's session, or keep it for the session's resume."""
+        """Send a frame to an agent's session, or keep it for the session's resume, or pass it
+        to the node that holds the session."""
         session = self.hub.sessions.holding(agent_id)
-        if session is None or session.closed:
+        if session is None:
+            self.hub.spawn(self.hub.nodes.send(agent_id, frame))
+            return
+        if session.closed:
             return
         if session.attached:
             session.send(frame)
@@ -482,15 +536,18 @@ class TaskManager:
     async def _release(self, task: task_pb2.Task, *, cancel_agent: bool, reason: str) -> None:
         """The task's agent no longer holds it (and is told so when `cancel_agent`)."""
         agent_id = task.assigned_agent_id
-        held = self._held.get(agent_id)
-        if not agent_id or held is None or task.id not in held:
+        if not agent_id:
             return
-        held.discard(task.id)
-        await self._set_load(agent_id, len(held), time.time_ns())
-        if cancel_agent:
+        held = self._held.get(agent_id, set())
+        if task.id in held:
+            held.discard(task.id)
+            await self._set_load(agent_id, len(held), time.time_ns())
+            self.wake()
+        elif self.hub.sessions.holding(agent_id) is not None:
+            return  # an agent here that no longer holds the task: nothing to tell it
+        if cancel_agent:  # here, or on the node that holds the agent's session
             cancel = ss.TaskCancel(task_id=task.id, attempt=task.attempt, reason=reason)
             self._tell(agent_id, ss.ConnectResponse(task_cancel=cancel))
-        self.wake()
 
     async def _set_load(self, agent_id: str, active: int, now: int) -> None:
         self.table.update(agent_id, active=active, now_ns=now)
@@ -561,8 +618,6 @@ class TaskManager:
         event = task_pb2.TaskEvent(type=kind, task=machine.event_view(task), **fields)  # type: ignore[arg-type]
         event.time.FromNanoseconds(time.time_ns())
         await self.engine.append_task_event(event, self.cfg.max_events)
-        for watch in self._watchers.get(task.id, ()):
-            watch.put(event)
         env = envelope_pb2.Envelope(
             channel=SYS_TASKS,
             content_type=PROTOBUF,

@@ -69,9 +69,14 @@ class GrpcServer:
                 "(--host/--grpc-port, server.host/server.grpc_port)"
             )
         await self.server.start()
-        for service in ("", *(f"agentplex.v1.{name}" for name in SERVICES)):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await self.set_serving(True)
         return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        """What the health service reports for the hub and each of its services."""
+        status = health_pb2.HealthCheckResponse
+        for service in ("", *(f"agentplex.v1.{name}" for name in SERVICES)):
+            await self.health.set(service, status.SERVING if serving else status.NOT_SERVING)
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()

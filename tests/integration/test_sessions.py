@@ -270,6 +270,7 @@ async def sessions_gone(node: HubNode) -> None:
 
 
 async def test_closed_subscriptions_leave_nothing_behind(client: Client, node: HubNode) -> None:
+    own = len(node.hub.index)  # the hub's own (the task manager hears _sys.tasks)
     for _ in range(5):
         sub = client.subscribe("x")
         task = asyncio.create_task(anext(aiter(sub)))
@@ -278,7 +279,7 @@ async def test_closed_subscriptions_leave_nothing_behind(client: Client, node: H
         with pytest.raises((StopAsyncIteration, asyncio.CancelledError, HubError)):
             await task
     await asyncio.wait_for(sessions_gone(node), 5)
-    assert len(node.hub.index) == 0
+    assert len(node.hub.index) == own
 
 
 async def test_request_reply_between_agents_with_a_deadline(client: Client) -> None:

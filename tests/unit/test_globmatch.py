@@ -176,7 +176,7 @@ def test_translate_gives_a_fullmatch_regex() -> None:
 
 @pytest.fixture(scope="module")
 def rdb(private_redis: RedisServer) -> Iterator[redis.Redis]:
-    client = private_redis.client()
+    client = private_redis.client(db=15)  # its own database: it flushes it between cases
     try:
         yield client
     finally:

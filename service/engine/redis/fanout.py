@@ -1,0 +1,166 @@
+"""One node's pub/sub connection: publications of the channels (and patterns) its subscribers
+want, and the messages other nodes address to it. Redis delivers a channel's publications in the
+order the publish script ran, so every node sees every channel in seq order.
+
+The connection is remade after a failure, with backoff, and everything subscribed before is
+subscribed again. What was published while it was down is not replayed here; subscribers that
+track positions recover it from history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from google.protobuf.message import DecodeError
+from redis.exceptions import RedisError
+
+from agentplex.core.channel_log import Accepted
+from agentplex.core.globmatch import is_pattern
+from agentplex.core.wire import with_position
+from agentplex.engine.base import NodeMessageHandler, PublicationHandler
+from agentplex.engine.redis.keys import Keys
+from agentplex.v1 import envelope_pb2
+
+log = logging.getLogger("agentplex.engine.redis")
+
+MAX_BACKOFF = 2.0
+
+
+def decode_publication(data: bytes, node: str) -> Accepted:
+    """A fan-out message: `seq epoch node created_ms` then a newline and the envelope as sent
+    (without its position)."""
+    head, _, raw = data.partition(b"\n")
+    seq, epoch, origin, created_ms = head.split(b" ")
+    wire = with_position(raw, int(seq), epoch.decode())
+    envelope = envelope_pb2.Envelope.FromString(wire)
+    return Accepted(envelope, int(created_ms) * 1_000_000, local=origin.decode() == node, wire=wire)
+
+
+class Fanout:
+    def __init__(
+        self,
+        connect: Callable[[], aioredis.Redis],
+        keys: Keys,
+        node: str,
+        on_publications: PublicationHandler,
+        on_node_message: NodeMessageHandler,
+    ) -> None:
+        self._connect = connect
+        self._keys = keys
+        self._node = node
+        self._node_channel = keys.node(node).encode()
+        self._on_publications = on_publications
+        self._on_node_message = on_node_message
+        self._wanted: set[str] = set()  # hub channels and patterns
+        self._pubsub: Any = None
+        self._confirmations: dict[bytes, asyncio.Future[None]] = {}
+        self._connected = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+        await self._connected.wait()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+
+    async def listen(self, channel: str) -> None:
+        """Subscribe, and return once Redis confirmed it (a publish after this is heard)."""
+        self._wanted.add(channel)
+        if self._connected.is_set():
+            with contextlib.suppress(RedisError, OSError):
+                await self._subscribe(self._pubsub, [channel])
+        # Not connected: the reconnect subscribes everything wanted.
+
+    async def unlisten(self, channel: str) -> None:
+        self._wanted.discard(channel)
+        if self._connected.is_set():
+            name = self._keys.fan(channel)
+            with contextlib.suppress(RedisError, OSError):
+                if is_pattern(channel):
+                    await self._pubsub.punsubscribe(name)
+                else:
+                    await self._pubsub.unsubscribe(name)
+
+    async def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        waits = []
+        for channel in channels:
+            name = self._keys.fan(channel)
+            future = self._confirmations.get(name.encode())
+            if future is None or future.done():
+                future = self._confirmations[name.encode()] = loop.create_future()
+            waits.append(future)
+            if is_pattern(channel):
+                await pubsub.psubscribe(name)
+            else:
+                await pubsub.subscribe(name)
+        await asyncio.gather(*waits)
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            client = self._connect()
+            pubsub = client.pubsub()
+            reader: asyncio.Task[None] | None = None
+            try:
+                await pubsub.subscribe(self._node_channel)
+                reader = asyncio.get_running_loop().create_task(self._read(pubsub))
+                await self._subscribe(pubsub, sorted(self._wanted))
+                self._pubsub = pubsub
+                self._connected.set()
+                backoff = 0.05
+                await reader
+            except (RedisError, OSError) as err:
+                log.warning("redis pub/sub connection lost (%s); reconnecting", err)
+            finally:
+                self._connected.clear()
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                        await reader
+                for future in self._confirmations.values():
+                    if not future.done():
+                        future.cancel()
+                self._confirmations.clear()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _read(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is not None:
+                try:
+                    self._dispatch(message)
+                except Exception:  # a handler's bug must not cost the node its fan-out
+                    log.exception("handling a pub/sub message failed")
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind in ("message", "pmessage"):
+            data = message["data"]
+            if message["channel"] == self._node_channel:
+                self._on_node_message(data)
+                return
+            try:
+                entry = decode_publication(data, self._node)
+            except (ValueError, DecodeError):
+                log.warning("dropped an undecodable message on %r", message["channel"])
+                return
+            self._on_publications((entry,))
+        elif kind in ("subscribe", "psubscribe"):
+            future = self._confirmations.pop(message["channel"], None)
+            if future is not None and not future.done():
+                future.set_result(None)

@@ -1,0 +1,186 @@
+"""The engine's Lua scripts. Each runs atomically inside Redis and touches keys of one hash slot,
+so "next seq + append + publish" can never interleave with another node's publish, and a task
+is taken off the queue by exactly one node.
+
+Numbers: Lua 5.1 numbers are doubles, exact up to 2^53, so times travel in milliseconds.
+"""
+
+from __future__ import annotations
+
+# Drops history older than the TTL from the head of a channel's log, a bounded amount per call
+# (reads skip nothing: `history` trims before it reads). Expects `log`, `now` and `ttl`.
+_TRIM_BY_AGE = """
+local horizon = now - ttl
+for _ = 1, 16 do
+  local head = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
+  if #head == 0 then break end
+  local keep = nil
+  for _, entry in ipairs(head) do
+    if tonumber(entry[2][2]) >= horizon then keep = entry[1]; break end
+  end
+  if keep then
+    if keep ~= head[1][1] then redis.call('XTRIM', log, 'MINID', keep) end
+    break
+  end
+  redis.call('XTRIM', log, 'MINID', (tonumber(string.match(head[#head][1], '^%d+')) + 1) .. '-0')
+end
+"""
+
+# KEYS: meta, log, ids, idx (see Keys.channel). ARGV: now_ms, history_size, history_ttl_ms,
+# dedup_window_ms, dedup_size, an epoch for a channel Redis does not know, the fan-out pub/sub
+# channel, a header ("node created_ms"), then id, sha256 and encoded envelope per envelope.
+# Returns the epoch, then seq, duplicate (0/1) and sha256 per envelope.
+PUBLISH = (
+    """
+local meta, log, ids, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now, size, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local window, dedup_size = tonumber(ARGV[4]), tonumber(ARGV[5])
+local epoch = redis.call('HGET', meta, 'epoch')
+local top = 0
+if epoch then
+  top = tonumber(redis.call('HGET', meta, 'top'))
+else
+  -- A new channel, or one Redis lost: a new epoch tells subscribers their positions are void.
+  epoch = ARGV[6]
+  redis.call('DEL', log, ids, idx)
+end
+"""
+    + _TRIM_BY_AGE
+    + """
+local expired = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 256)
+if #expired > 0 then
+  redis.call('HDEL', ids, unpack(expired))
+  redis.call('ZREM', idx, unpack(expired))
+end
+local fan, header = ARGV[7], ARGV[8]
+local out = {epoch}
+for i = 9, #ARGV, 3 do
+  local id, sha = ARGV[i], ARGV[i + 1]
+  local hit = redis.call('HGET', ids, id)
+  local expiry = hit and redis.call('ZSCORE', idx, id)
+  if expiry and tonumber(expiry) >= now then
+    local sep = string.find(hit, ':', 1, true)
+    out[#out + 1] = tonumber(string.sub(hit, 1, sep - 1))
+    out[#out + 1] = 1
+    out[#out + 1] = string.sub(hit, sep + 1)
+  else
+    top = top + 1
+    redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'e', ARGV[i + 2])
+    redis.call('HSET', ids, id, top .. ':' .. sha)
+    redis.call('ZADD', idx, now + window, id)
+    redis.call('PUBLISH', fan, top .. ' ' .. epoch .. ' ' .. header .. '\\n' .. ARGV[i + 2])
+    out[#out + 1] = top
+    out[#out + 1] = 0
+    out[#out + 1] = sha
+  end
+end
+redis.call('HSET', meta, 'epoch', epoch, 'top', top)
+local excess = redis.call('ZCARD', idx) - dedup_size
+if excess > 0 then
+  local popped = redis.call('ZPOPMIN', idx, excess)
+  for j = 1, #popped, 2 do redis.call('HDEL', ids, popped[j]) end
+end
+redis.call('PEXPIRE', log, ttl)
+redis.call('PEXPIRE', ids, window)
+redis.call('PEXPIRE', idx, window)
+return out
+"""
+)
+
+# KEYS: meta, log. ARGV: now_ms, history_ttl_ms, first seq wanted ('' for the latest), limit.
+# Returns {} for a channel Redis does not know, else epoch, top, the oldest seq kept (top + 1
+# when none), the start used, and the entries.
+HISTORY = (
+    """
+local meta, log = KEYS[1], KEYS[2]
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then return {} end
+local top = tonumber(redis.call('HGET', meta, 'top'))
+"""
+    + _TRIM_BY_AGE
+    + """
+local head = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+local first = top + 1
+if #head > 0 then first = tonumber(string.match(head[1][1], '^%d+')) end
+local limit = tonumber(ARGV[4])
+local start
+if ARGV[3] == '' then start = math.max(first, top - limit + 1)
+else start = math.max(tonumber(ARGV[3]), first) end
+local entries = {}
+if start <= top and limit > 0 then
+  entries = redis.call('XRANGE', log, start .. '-0', '+', 'COUNT', limit)
+end
+return {epoch, top, first, start, entries}
+"""
+)
+
+# KEYS: a hash. ARGV: field. HGET and HDEL in one step.
+HASH_POP = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return value
+"""
+
+# KEYS: idempotency, key_of. ARGV: key, task id. Returns the task id the key is bound to.
+CLAIM_KEY = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder then return holder end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+return ARGV[2]
+"""
+
+# KEYS: idempotency, key_of. ARGV: key, task id.
+RELEASE_KEY = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: queue, queued, order. ARGV: task id, the member's sort prefix. Queued once.
+ENQUEUE = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+local member = ARGV[2] .. string.format('%020d', redis.call('INCR', KEYS[3])) .. ':' .. ARGV[1]
+redis.call('HSET', KEYS[2], ARGV[1], member)
+redis.call('ZADD', KEYS[1], 0, member)
+return 1
+"""
+
+# KEYS: queue, queued. ARGV: task id. 1 for the one caller that took the task off the queue.
+DEQUEUE = """
+local member = redis.call('HGET', KEYS[2], ARGV[1])
+if not member then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], member)
+return 1
+"""
+
+# KEYS: tasks, events, event_numbers, queue, queued, idempotency, key_of. ARGV: task id.
+DELETE_TASK = """
+local id = ARGV[1]
+redis.call('HDEL', KEYS[1], id)
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[3], id)
+local member = redis.call('HGET', KEYS[5], id)
+if member then
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('ZREM', KEYS[4], member)
+end
+local key = redis.call('HGET', KEYS[7], id)
+if key then
+  if redis.call('HGET', KEYS[6], key) == id then redis.call('HDEL', KEYS[6], key) end
+  redis.call('HDEL', KEYS[7], id)
+end
+return 0
+"""
+
+# KEYS: event_numbers, events. ARGV: task id, events kept, encoded event (without its number).
+# Returns the event's number.
+APPEND_EVENT = """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], n .. '-0', 'e', ARGV[3])
+return n
+"""
