@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,9 +25,24 @@ def private_redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-def settings() -> Settings:
-    return fast_settings()
+_prefixes = itertools.count()
+ENGINES = ["memory", "redis"]
+
+
+def engine_settings(request: pytest.FixtureRequest, **sections: dict[str, Any]) -> Settings:
+    """`fast_settings` on the engine a test is parametrized with (`params=ENGINES`): the Redis
+    engine runs on the session's private redis-server, under a key prefix of its own."""
+    if request.param == "redis":
+        server = request.getfixturevalue("private_redis")
+        engine = {"name": "redis", "redis_url": server.url, "redis_prefix": f"t{next(_prefixes)}"}
+        sections = {**sections, "engine": engine}
+    return fast_settings(**sections)
+
+
+@pytest.fixture(params=ENGINES)
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Every test that starts a hub runs on both engines."""
+    return engine_settings(request)
 
 
 @pytest.fixture

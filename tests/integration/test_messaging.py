@@ -11,11 +11,11 @@ import grpc
 import pytest
 
 from agentplex.client import Client, HubError, envelope
-from agentplex.engine import MemoryEngine
 from agentplex.node import HubNode
 from agentplex.v1 import envelope_pb2, messaging_service_pb2 as ms
 from tests.support.hubs import fast_settings
 from tests.support.streams import take
+from tests.support.tamper import tamper
 
 
 async def test_publish_reaches_subscribers_of_names_and_patterns(
@@ -329,10 +329,7 @@ async def test_corrupt_history_entry_is_skipped_counted_and_audited(
     History and not by a replay."""
     for i in range(1, 4):
         await client.publish("sealed", f"m{i}")
-    engine = node.hub.engine
-    assert isinstance(engine, MemoryEngine)
-    stored = [e for e in (await engine.history("sealed", None, None, 10)).entries]
-    stored[1].envelope.payload = b"tampered"  # what a bad disk or a hostile store would do
+    await tamper(node.hub.engine, "sealed", 2, b"m2", b"mX")
     with caplog.at_level(logging.WARNING, logger="agentplex.audit"):
         page = await client.history("sealed")
     assert [e.payload for e in page.envelopes] == [b"m1", b"m3"]

@@ -17,7 +17,7 @@ from agentplex.v1 import (
     session_service_pb2 as ss,
     session_service_pb2_grpc,
 )
-from tests.support.streams import take
+from tests.support.streams import take, until
 
 Card = agent_pb2.AgentCard
 
@@ -204,7 +204,8 @@ async def test_silent_client_is_noticed_by_heartbeat_timeout(client: Client) -> 
             await raw.read(timeout=5)
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "session.heartbeat_timeout" in (ended.value.details() or "")
-    assert (await client.get_agent("silent")).status == agent_pb2.AGENT_STATUS_OFFLINE
+    offline = agent_pb2.AGENT_STATUS_OFFLINE
+    await until(lambda: has_status(client, "silent", offline))
 
 
 async def test_stable_id_held_by_live_session_is_refused(client: Client) -> None:
@@ -262,6 +263,10 @@ async def test_bad_card_in_hello_is_refused(client: Client) -> None:
             pass
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "card.id" in refused.value.message
+
+
+async def has_status(client: Client, agent_id: str, status: int) -> bool:
+    return (await client.get_agent(agent_id)).status == status
 
 
 async def sessions_gone(node: HubNode) -> None:

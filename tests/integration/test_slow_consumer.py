@@ -11,13 +11,13 @@ from agentplex.client import Client, envelope
 from agentplex.config import Settings
 from agentplex.node import HubNode
 from agentplex.v1 import session_service_pb2 as ss
+from tests.conftest import ENGINES, engine_settings
 from tests.integration.test_sessions import Raw
-from tests.support.hubs import fast_settings
 
 
-@pytest.fixture
-def settings() -> Settings:
-    return fast_settings(limits={"session_queue": 300, "max_batch": 100})
+@pytest.fixture(params=ENGINES)
+def settings(request: pytest.FixtureRequest) -> Settings:
+    return engine_settings(request, limits={"session_queue": 300, "max_batch": 100})
 
 
 async def test_slow_consumer_is_cut_off_while_others_go_on(client: Client, node: HubNode) -> None:

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from agentplex.client import Client, HubError, Session, TaskContext, TaskFailed, TaskRejected
+from agentplex.config import Settings
 from agentplex.node import HubNode
 from agentplex.v1 import (
     agent_pb2,
@@ -19,8 +20,9 @@ from agentplex.v1 import (
     task_pb2,
     task_service_pb2 as ts,
 )
+from tests.conftest import ENGINES, engine_settings
 from tests.integration.test_sessions import Raw
-from tests.support.hubs import fast_settings
+from tests.support.streams import until
 
 T = task_pb2
 Handler = Callable[[TaskContext], Awaitable[bytes | str | None]]
@@ -50,14 +52,6 @@ def stuck_handler(started: asyncio.Event) -> Handler:
 
 async def echo(task: TaskContext) -> str:
     return f"{task.id} done by {task.session.agent_id}"
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not await predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 @pytest.fixture
@@ -535,9 +529,9 @@ async def test_task_updates_need_an_agent_session(client: Client) -> None:
     raw.call.cancel()
 
 
-@pytest.fixture
-def settings() -> object:
-    return fast_settings(tasks={"ack_deadline": 5})
+@pytest.fixture(params=ENGINES)
+def settings(request: pytest.FixtureRequest) -> Settings:
+    return engine_settings(request, tasks={"ack_deadline": 5})
 
 
 async def test_finished_tasks_are_forgotten_after_the_retention(
