@@ -12,7 +12,7 @@ from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 # Called with every batch of envelopes accepted anywhere (this node or, with a shared engine,
 # another one), in channel order.
 PublicationHandler = Callable[[Sequence[Accepted]], None]
-# Called with each message another node sent to this one (`Engine.send_to_node`).
+# Called with each message another node sent to this one (`send_to_node`, `broadcast`).
 NodeMessageHandler = Callable[[bytes], None]
 
 
@@ -142,3 +142,7 @@ class Engine(ABC):
     @abstractmethod
     async def send_to_node(self, node: str, payload: bytes) -> None:
         """Hand `payload` to `node`'s message handler (at most once; lost if it is gone)."""
+
+    @abstractmethod
+    async def broadcast(self, payload: bytes) -> None:
+        """Hand `payload` to every node's message handler, this node's included."""

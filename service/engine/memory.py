@@ -178,3 +178,6 @@ class MemoryEngine(Engine):
     async def send_to_node(self, node: str, payload: bytes) -> None:
         if node == self._node:
             self._on_node_message(payload)
+
+    async def broadcast(self, payload: bytes) -> None:
+        self._on_node_message(payload)

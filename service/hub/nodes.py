@@ -1,5 +1,6 @@
 """The hub nodes that share this node's engine: this node's lease, the cleanup after a node that
-died without leaving, and frames for agents whose session another node holds.
+died without leaving, frames for agents whose session another node holds, and the news that the
+task queue has work.
 
 With the memory engine this node is the only one and all of this is cheap bookkeeping. With the
 Redis engine a node renews its lease every third of `engine.node_ttl`; when one stops (SIGKILL,
@@ -21,13 +22,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentplex.nodes")
 
 
+# Node messages: one kind byte, then the body.
+FOR_AGENT = b"A"  # the agent's id (ids never hold a newline), a newline, a ConnectResponse
+QUEUED = b"Q"  # no body: the task queue has work
+
+
 def encode_for_agent(agent_id: str, frame: ss.ConnectResponse) -> bytes:
-    """A node message: the agent's id (ids never hold a newline), a newline, the frame."""
-    return agent_id.encode() + b"\n" + frame.SerializeToString()
+    return FOR_AGENT + agent_id.encode() + b"\n" + frame.SerializeToString()
 
 
-def decode_for_agent(payload: bytes) -> tuple[str, ss.ConnectResponse]:
-    agent_id, _, frame = payload.partition(b"\n")
+def decode_for_agent(body: bytes) -> tuple[str, ss.ConnectResponse]:
+    agent_id, _, frame = body.partition(b"\n")
     return agent_id.decode(), ss.ConnectResponse.FromString(frame)
 
 
@@ -79,10 +84,20 @@ class Nodes:
         if agent is not None and agent.node and agent.node != self.hub.node:
             await self.engine.send_to_node(agent.node, encode_for_agent(agent_id, frame))
 
+    async def announce_work(self) -> None:
+        """Wake every node's dispatcher: a task entered the queue (its agent may be anywhere)."""
+        await self.engine.broadcast(QUEUED)
+
     def received(self, payload: bytes) -> None:
+        kind, body = payload[:1], payload[1:]
+        if kind == QUEUED:
+            self.hub.tasks.wake()
+            return
         try:
-            agent_id, frame = decode_for_agent(payload)
+            agent_id, frame = decode_for_agent(body) if kind == FOR_AGENT else ("", None)
         except Exception:
+            frame = None
+        if frame is None:
             log.warning("dropped an undecodable message from another node")
             return
         self.hub.spawn(self.hub.tasks.from_other_node(agent_id, frame))

@@ -171,6 +171,10 @@ class Session:
         except Overflow as err:
             self._fail(err, _EXHAUSTED)
 
+    def hold(self, channel: str) -> None:
+        """Keep live envelopes of `channel` back until its replay (which releases them)."""
+        self._holding.setdefault(channel, [])
+
     async def replay(self, channel: str, seq: int, epoch: str) -> bool:
         """Send what `channel` holds after (seq, epoch), then what arrived live meanwhile.
         Returns whether the position could be honoured."""
@@ -201,8 +205,12 @@ class Session:
                     await self.outbox.wait_for_room()
                 page = await self.hub.read(channel, page.entries[-1].seq, page.epoch, limit)
         finally:
-            for entry in self._holding.pop(channel, ()):
-                self.deliver(entry)
+            self.release(channel)
+
+    def release(self, channel: str) -> None:
+        """Send the live envelopes held back during a replay (if any are)."""
+        for entry in self._holding.pop(channel, ()):
+            self.deliver(entry)
 
     def redeliver_due(self, now_ns: int) -> None:
         if self.outbox is None or not len(self.acks):

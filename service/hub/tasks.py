@@ -73,8 +73,7 @@ class _Watch:
 
 class _TaskEvents:
     """The task manager's own subscription to `_sys.tasks`: every node hears every task event,
-    whichever node made it, so watchers anywhere see it and a queued task wakes every node's
-    dispatcher."""
+    whichever node made it, so a watcher on any node sees it."""
 
     __slots__ = ("manager",)
 
@@ -161,16 +160,12 @@ class TaskManager:
             self._tell(agent_id, frame)
 
     def heard(self, envelope: envelope_pb2.Envelope) -> None:
-        """A task event from any node: feed this node's watchers of the task, and look for work
-        when a task (re)enters the queue."""
-        headers = envelope.headers
-        watchers = self._watchers.get(headers["task"])
+        """A task event from any node: feed this node's watchers of the task."""
+        watchers = self._watchers.get(envelope.headers["task"])
         if watchers:
             event = task_pb2.TaskEvent.FromString(envelope.payload)
             for watch in watchers:
                 watch.put(event)
-        if headers["state"] == "SUBMITTED":
-            self.wake()
 
     def resumed(self, session: Session) -> None:
         """A resumed session gets what it missed while it was away: cancels and input first,
@@ -239,8 +234,7 @@ class TaskManager:
         await self._emit(task, EVENT.TASK_EVENT_TYPE_STATE_CHANGED)
         if task.HasField("deadline"):
             heapq.heappush(self._deadlines, (task.deadline.ToNanoseconds(), task.id))
-        await self.engine.enqueue_task(task.id, task.priority, now)
-        self.wake()
+        await self._enqueue(task, now)
         return task, False
 
     async def handoff(
@@ -576,8 +570,12 @@ class TaskManager:
         task.status_message = reason
         await self._save(task)
         await self._emit(task, EVENT.TASK_EVENT_TYPE_STATE_CHANGED)
-        await self.engine.enqueue_task(task.id, task.priority, task.created_at.ToNanoseconds())
+        await self._enqueue(task, task.created_at.ToNanoseconds())
+
+    async def _enqueue(self, task: task_pb2.Task, created_ns: int) -> None:
+        await self.engine.enqueue_task(task.id, task.priority, created_ns)
         self.wake()
+        await self.hub.nodes.announce_work()
 
     async def _finish(
         self,

@@ -331,3 +331,7 @@ class RedisEngine(Engine):
     @_guarded
     async def send_to_node(self, node: str, payload: bytes) -> None:
         await self.redis.publish(self.keys.node(node), payload)
+
+    @_guarded
+    async def broadcast(self, payload: bytes) -> None:
+        await self.redis.publish(self.keys.every_node, payload)

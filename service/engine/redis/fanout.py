@@ -53,7 +53,7 @@ class Fanout:
         self._connect = connect
         self._keys = keys
         self._node = node
-        self._node_channel = keys.node(node).encode()
+        self._node_channels = (keys.node(node).encode(), keys.every_node.encode())
         self._on_publications = on_publications
         self._on_node_message = on_node_message
         self._wanted: set[str] = set()  # hub channels and patterns
@@ -112,7 +112,7 @@ class Fanout:
             pubsub = client.pubsub()
             reader: asyncio.Task[None] | None = None
             try:
-                await pubsub.subscribe(self._node_channel)
+                await pubsub.subscribe(*self._node_channels)
                 reader = asyncio.get_running_loop().create_task(self._read(pubsub))
                 await self._subscribe(pubsub, sorted(self._wanted))
                 self._pubsub = pubsub
@@ -151,7 +151,7 @@ class Fanout:
         kind = message["type"]
         if kind in ("message", "pmessage"):
             data = message["data"]
-            if message["channel"] == self._node_channel:
+            if message["channel"] in self._node_channels:
                 self._on_node_message(data)
                 return
             try:

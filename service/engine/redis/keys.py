@@ -22,6 +22,7 @@ class Keys:
         self._events = f"{tasks}:events:"  # stream per task, entry ids are event numbers
         self._fan = f"{prefix}:fan:"
         self._node = f"{prefix}:node:"
+        self.every_node = f"{prefix}:nodes"  # pub/sub: messages for every node
 
     def channel(self, name: str) -> list[str]:
         """meta (epoch, top), log (stream, entry id = seq), ids (envelope id -> "seq:sha256"),
