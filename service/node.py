@@ -6,6 +6,7 @@ import logging
 from types import TracebackType
 
 from agentplex.config import Settings
+from agentplex.edges.redis import RedisEdge
 from agentplex.hub import Hub
 from agentplex.rpc.server import GrpcServer
 
@@ -19,6 +20,7 @@ class HubNode:
         self.settings = settings
         self.hub = Hub(settings)
         self.grpc = GrpcServer(self.hub)
+        self.redis_edge = RedisEdge(self.hub) if settings.redis_edge.enabled else None
         self.grpc_port = 0
 
     @property
@@ -29,9 +31,13 @@ class HubNode:
         await self.hub.start()
         server = self.settings.server
         self.grpc_port = await self.grpc.start(server.host, server.grpc_port)
+        if self.redis_edge is not None:
+            await self.redis_edge.start()
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.grpc.stop(grace)
+        if self.redis_edge is not None:
+            await self.redis_edge.stop()
         await self.hub.stop()
 
     async def __aenter__(self) -> HubNode:
