@@ -218,6 +218,17 @@ async def test_lock_goes_to_another_node_when_it_expires(server: RedisServer) ->
     assert changes == [("a", True), ("b", True), ("a", False), ("b", False)]
 
 
+async def test_a_stalled_holder_stops_leading_until_it_claims_again(server: RedisServer) -> None:
+    changes: list[bool] = []
+    async with aioredis.Redis(host=server.host, port=server.port) as redis:
+        lock = LeaderLock(redis, f"{unique_prefix()}edge:leader", 0.2, "a", changes.append)
+        assert await lock.attempt() and lock.held
+        await asyncio.sleep(0.25)  # no renewal in time: another node could lead by now
+        assert not lock.held
+        assert await lock.attempt() and lock.held  # nobody did: the lock is free, claimed again
+    assert changes == [True]
+
+
 async def test_one_node_handles_ingress_and_another_takes_over(
     server: RedisServer, redis: aioredis.Redis, prefix: str
 ) -> None:

@@ -29,7 +29,7 @@ def unique_prefix() -> str:
 def edge_settings(url: str, prefix: str, **edge: Any) -> Settings:
     return fast_settings(
         redis_edge={"enabled": True, "url": url, "prefix": prefix, **edge},
-        engine={"node_ttl": 1.0},
+        engine={"node_ttl": 3.0},
     )
 
 
