@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,10 +103,13 @@ def _wait_ready(proc: subprocess.Popen[bytes], host: str, port: int) -> bool:
 
 @contextmanager
 def redis_server(
-    executable: str | None = None, host: str = "127.0.0.1", port: int | None = None
+    executable: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[RedisServer]:
     """Run a private redis-server (no persistence) until the block ends, on a free port or on
-    `port` (to restart one under its clients)."""
+    `port` (to restart one under its clients), with `extra_args` (e.g. a TLS port) added."""
     binary = executable or find_redis_server()
     if binary is None:
         raise RedisUnavailable(
@@ -126,6 +129,7 @@ def redis_server(
                 "--daemonize", "no",
                 "--loglevel", "warning",
                 "--logfile", str(logfile),
+                *extra_args,
             ]  # fmt: skip
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             try:
