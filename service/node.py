@@ -8,6 +8,7 @@ import logging
 from types import TracebackType
 
 from agentplex.config import Settings
+from agentplex.edges.redis import RedisEdge
 from agentplex.hub import Hub
 from agentplex.rpc.server import GrpcServer
 
@@ -21,6 +22,7 @@ class HubNode:
         self.settings = settings
         self.hub = Hub(settings)
         self.grpc = GrpcServer(self.hub)
+        self.redis_edge = RedisEdge(self.hub) if settings.redis_edge.enabled else None
         self.grpc_port = 0
         self._health: asyncio.Task[None] | None = None
 
@@ -32,6 +34,8 @@ class HubNode:
         await self.hub.start()
         server = self.settings.server
         self.grpc_port = await self.grpc.start(server.host, server.grpc_port)
+        if self.redis_edge is not None:
+            await self.redis_edge.start()
         self._health = asyncio.get_running_loop().create_task(self._follow_engine())
 
     async def _follow_engine(self) -> None:
@@ -49,6 +53,8 @@ class HubNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health
         await self.grpc.stop(grace)
+        if self.redis_edge is not None:
+            await self.redis_edge.stop()
         await self.hub.stop()
 
     async def __aenter__(self) -> HubNode:

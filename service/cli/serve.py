@@ -21,6 +21,13 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--ws-port", type=int, help="WebSocket port (default 8765)")
     p.add_argument("--engine", choices=["memory", "redis"], help="state engine (default memory)")
     p.add_argument("--redis-url", help="Redis URL for the redis engine")
+    p.add_argument(
+        "--redis-edge",
+        action="store_true",
+        default=None,
+        help="serve the Redis edge (redis_edge.enabled)",
+    )
+    p.add_argument("--redis-edge-url", help="Redis for the edge (default: the engine's)")
     p.add_argument("--env", choices=["development", "staging", "production"])
     p.add_argument("--config", help="a settings file (TOML) layered over the defaults")
     p.add_argument("--log-level", default="INFO")
@@ -42,7 +49,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         for key, value in (("name", args.engine), ("redis_url", args.redis_url))
         if value is not None
     }
-    return {"server": server, "engine": engine}
+    redis_edge = {
+        key: value
+        for key, value in (("enabled", args.redis_edge), ("url", args.redis_edge_url))
+        if value is not None
+    }
+    return {"server": server, "engine": engine, "redis_edge": redis_edge}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +91,8 @@ async def _serve(settings: Any) -> None:
         f"  grpc  {node.grpc_address}",
         flush=True,
     )
+    if node.redis_edge is not None:
+        print(f"  redis {node.redis_edge.url} prefix {node.redis_edge.names.prefix}", flush=True)
     await stop.wait()
     print("agentplex: shutting down", flush=True)
     await node.stop()

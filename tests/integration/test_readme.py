@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from agentplex.client import SyncClient
 from tests.support.hubs import serve_process
+from tests.support.redis_server import RedisServer, find_redis_server, redis_server
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README.read_text(), re.S)
@@ -91,3 +98,63 @@ def test_task_commands_run(hub: str) -> None:
 
 def test_there_are_examples() -> None:
     assert len(PYTHON) >= 3
+
+
+def test_redis_edge_commands_run() -> None:
+    """The Redis edge's serve line and redis-cli lines, against a private redis-server."""
+    cli = shutil.which("redis-cli")
+    if cli is None or find_redis_server() is None:
+        pytest.skip("needs redis-cli and redis-server")
+    serve = next(code for lang, code in BLOCKS if lang == "sh" and "--redis-edge" in code)
+    commands = next(code for lang, code in BLOCKS if lang == "sh" and "redis-cli PUB" in code)
+    with redis_server() as server:
+        args = [server.url if a.startswith("redis://") else a for a in shlex.split(serve)[2:]]
+        with serve_process(*args) as (_, address):
+            _wait_for_edge(server)
+            follower = lines = None
+            for line in commands.splitlines():
+                argv = [cli, "-p", str(server.port), *shlex.split(line.split("  #")[0])[1:]]
+                if "PSUBSCRIBE" in argv:
+                    follower = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+                    lines = _lines_of(follower)
+                    while lines.get(timeout=5).strip() != "1":
+                        pass  # psubscribe, the pattern, the count: subscribed
+                else:
+                    subprocess.run(argv, check=True, timeout=10, capture_output=True)
+            assert follower is not None and lines is not None
+            try:
+                mirrored = []
+                while len(mirrored) < 2:
+                    line = lines.get(timeout=5)
+                    if line.startswith("{"):
+                        mirrored.append(json.loads(line))
+            finally:
+                follower.terminate()
+                follower.wait(5)
+            with SyncClient(address) as hub:
+                payloads = [e.payload for e in hub.history("chat").envelopes]
+                agents = [a.card.id for a in hub.agents()]
+    assert payloads == [b"hello from redis", b"hi"]
+    assert [(m["channel"], m["position"]["seq"]) for m in mirrored] == [
+        ("chat", "1"),
+        ("chat", "2"),
+    ]
+    assert agents == ["redis-agent"]
+
+
+def _wait_for_edge(server: RedisServer, timeout: float = 20) -> None:
+    """Until a hub holds the edge lock and listens (both patterns subscribed)."""
+    deadline = time.monotonic() + timeout
+    with server.client() as redis:
+        while not (redis.get("agentplex:edge:leader") and redis.pubsub_numpat() >= 2):
+            assert time.monotonic() < deadline, "the Redis edge did not start"
+            time.sleep(0.02)
+
+
+def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """Lines `proc` prints, read by a thread so a test can wait for them with a timeout."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True
+    ).start()
+    return lines

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +102,14 @@ def _wait_ready(proc: subprocess.Popen[bytes], host: str, port: int) -> bool:
 
 
 @contextmanager
-def redis_server(executable: str | None = None, host: str = "127.0.0.1") -> Iterator[RedisServer]:
-    """Run a private redis-server (no persistence) on a free port until the block ends."""
+def redis_server(
+    executable: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[RedisServer]:
+    """Run a private redis-server (no persistence) until the block ends, on a free port or on
+    `port` (to restart one under its clients), with `extra_args` (e.g. a TLS port) added."""
     binary = executable or find_redis_server()
     if binary is None:
         raise RedisUnavailable(
@@ -112,10 +118,10 @@ def redis_server(executable: str | None = None, host: str = "127.0.0.1") -> Iter
     with tempfile.TemporaryDirectory(prefix="agentplex-redis-") as workdir:
         logfile = Path(workdir) / "redis.log"
         for _ in range(_START_ATTEMPTS):  # a free port can be taken before redis binds it
-            port = free_port(host)
+            listen = port or free_port(host)
             args = [
                 binary,
-                "--port", str(port),
+                "--port", str(listen),
                 "--bind", host,
                 "--save", "",
                 "--appendonly", "no",
@@ -123,10 +129,11 @@ def redis_server(executable: str | None = None, host: str = "127.0.0.1") -> Iter
                 "--daemonize", "no",
                 "--loglevel", "warning",
                 "--logfile", str(logfile),
+                *extra_args,
             ]  # fmt: skip
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             try:
-                ready = _wait_ready(proc, host, port)
+                ready = _wait_ready(proc, host, listen)
             except BaseException:
                 _stop(proc)
                 raise
@@ -134,7 +141,7 @@ def redis_server(executable: str | None = None, host: str = "127.0.0.1") -> Iter
                 _stop(proc)
                 continue
             try:
-                yield RedisServer(host=host, port=port, pid=proc.pid, executable=binary)
+                yield RedisServer(host=host, port=listen, pid=proc.pid, executable=binary)
             finally:
                 _stop(proc)
             return

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from google.protobuf.message import DecodeError
@@ -25,10 +25,10 @@ from agentplex.core.channel_log import Accepted, Replay, Retention, new_epoch, r
 from agentplex.core.wire import with_position
 from agentplex.engine.base import Engine, NodeMessageHandler, Outcome, PublicationHandler
 from agentplex.engine.redis import scripts
-from agentplex.engine.redis.client import connect, connect_pubsub, describe
 from agentplex.engine.redis.fanout import Fanout
 from agentplex.engine.redis.keys import Keys
 from agentplex.errors import Unavailable
+from agentplex.redisconn import connect, connect_pubsub, redacted
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 
 log = logging.getLogger("agentplex.engine.redis")
@@ -43,12 +43,12 @@ _MEMBER_ID_AT = 10 + 20 + 20 + 1
 
 
 def _guarded(
-    method: Callable[Concatenate[RedisEngine, P], Awaitable[R]],
-) -> Callable[Concatenate[RedisEngine, P], Awaitable[R]]:
+    method: Callable[Concatenate[RedisEngine, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RedisEngine, P], Coroutine[Any, Any, R]]:
     """Fail fast while Redis is unreachable, and turn connection errors into UNAVAILABLE."""
 
     @functools.wraps(method)
-    async def call(self: RedisEngine, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def call(self: RedisEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
         if not self.available:
             raise Unavailable(self._unreachable)
         try:
@@ -75,10 +75,12 @@ class RedisEngine(Engine):
         self.retention = retention
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
-        self.redis = connect(settings)
+        # Any: redis-py types its replies as unions of every client's; these scripts and
+        # commands return bytes (no decode_responses), as the contract tests check.
+        self.redis: Any = connect(settings)
         self.available = True
         self._unreachable = (
-            f"Redis at {describe(settings.redis_url)} (engine.redis_url) is unreachable; "
+            f"Redis at {redacted(settings.redis_url)} (engine.redis_url) is unreachable; "
             "nothing was stored, retry later"
         )
         self._ttl_ms = retention.history_ttl_ns // 1_000_000

@@ -24,11 +24,10 @@ from agentplex.core.globmatch import is_pattern
 from agentplex.core.wire import with_position
 from agentplex.engine.base import NodeMessageHandler, PublicationHandler
 from agentplex.engine.redis.keys import Keys
+from agentplex.redisconn import Backoff
 from agentplex.v1 import envelope_pb2
 
 log = logging.getLogger("agentplex.engine.redis")
-
-MAX_BACKOFF = 2.0
 
 
 def decode_publication(data: bytes, node: str) -> Accepted:
@@ -106,9 +105,9 @@ class Fanout:
         await asyncio.gather(*waits)
 
     async def _run(self) -> None:
-        backoff = 0.05
+        backoff = Backoff()
         while True:
-            client = self._connect()
+            client: Any = self._connect()
             pubsub = client.pubsub()
             reader: asyncio.Task[None] | None = None
             try:
@@ -117,7 +116,7 @@ class Fanout:
                 await self._subscribe(pubsub, sorted(self._wanted))
                 self._pubsub = pubsub
                 self._connected.set()
-                backoff = 0.05
+                backoff.reset()
                 await reader
             except (RedisError, OSError) as err:
                 log.warning("redis pub/sub connection lost (%s); reconnecting", err)
@@ -135,8 +134,7 @@ class Fanout:
                     await pubsub.aclose()
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            await asyncio.sleep(backoff.delay())
 
     async def _read(self, pubsub: Any) -> None:
         while True:

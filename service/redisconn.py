@@ -1,10 +1,13 @@
-"""Redis connections from the settings: standalone or Cluster, `redis://` or `rediss://` (TLS,
-optionally with a client certificate), with timeouts so a stalled Redis fails fast instead of
-hanging the hub."""
+"""Redis connections from the settings, for the Redis engine and the Redis edge alike:
+standalone or Cluster, `redis://` or `rediss://` (TLS, optionally with a client certificate),
+with timeouts so a stalled Redis fails fast instead of hanging the hub, and the backoff between
+reconnect attempts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -39,16 +42,35 @@ def connect(settings: EngineSettings, url: str = "") -> Client:
 
 def connect_pubsub(settings: EngineSettings, url: str = "") -> aioredis.Redis:
     """A plain client for pub/sub, on the node the URL names: in a Cluster, PUBLISH reaches
-    every node, so subscribing on one is enough. Reads wait as long as they need to."""
+    every node, so subscribing on one is enough. Reads wait as long as they need to. The
+    Redis edge uses it for its own URL (with the engine's TLS files)."""
     url = url or settings.redis_url
     options = _options(settings, url)
     options["socket_timeout"] = None
     return aioredis.Redis.from_url(url, **options)
 
 
-def describe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
+def redacted(url: str) -> str:
+    """`url` without its password, fit for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Doubling delays between attempts, capped; `reset` after a success."""
+
+    initial: float = 0.05
+    maximum: float = 2.0
+    _next: float = 0.0
+
+    def delay(self) -> float:
+        self._next = min(self.maximum, self._next * 2) if self._next else self.initial
+        return self._next
+
+    def reset(self) -> None:
+        self._next = 0.0

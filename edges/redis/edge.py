@@ -1,0 +1,129 @@
+"""The Redis edge: mirror out, ingress, sessions over Redis and the leader lock, started and
+stopped together, over one pooled client and one pub/sub connection.
+
+Every node mirrors what it accepts. Every node also PSUBSCRIBEs to ingress and session frames,
+but only the leader acts on them. When Redis goes away the hub keeps serving gRPC; the edge
+retries with backoff and picks up by itself when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from agentplex.config import Settings
+from agentplex.edges.redis.ingress import Ingress, allow_list
+from agentplex.edges.redis.leader import LeaderLock
+from agentplex.edges.redis.mirror import Mirror
+from agentplex.edges.redis.names import Names
+from agentplex.edges.redis.sessions import RedisSessions
+from agentplex.hub import Hub
+from agentplex.redisconn import Backoff, connect_pubsub, redacted
+
+log = logging.getLogger("agentplex.edges.redis")
+
+
+def edge_url(settings: Settings) -> str:
+    """`redis_edge.url`, or `engine.redis_url` when that is empty."""
+    return settings.redis_edge.url or settings.engine.redis_url
+
+
+class RedisEdge:
+    def __init__(self, hub: Hub) -> None:
+        settings = hub.settings
+        cfg = settings.redis_edge
+        self.hub = hub
+        self.url = redacted(edge_url(settings))
+        self.names = Names(cfg.prefix)
+        self.redis = connect_pubsub(settings.engine, edge_url(settings))
+        self.mirror = Mirror(hub, self.redis, self.names)
+        self.ingress = Ingress(hub, allow_list(cfg.ingress))
+        self.sessions = RedisSessions(hub, self.redis, self.names)
+        self.leader = LeaderLock(
+            self.redis, self.names.leader_key, settings.engine.node_ttl, hub.node, self._led
+        )
+        self.subscribed = False
+        self.reconnects = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start in the background: an unreachable Redis is retried, never fatal."""
+        await self.mirror.start()
+        for work in (self.mirror.run(), self.leader.run(), self._listen_forever()):
+            self._spawn(work)
+        log.info("redis edge on %s, prefix %r", self.url, self.names.prefix)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.sessions.close_all("hub shutting down")
+        await self.leader.release()
+        await self.mirror.stop()
+        await self.redis.aclose()
+
+    @property
+    def ready(self) -> bool:
+        """Listening on Redis and leading (so ingress and sessions are handled here)."""
+        return self.subscribed and self.leader.held
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work, held until done (the loop keeps only weak references)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("redis edge: background task failed", exc_info=task.exception())
+
+    def _led(self, held: bool) -> None:
+        if not held:
+            self._spawn(
+                self.sessions.close_all("this hub node no longer holds the Redis edge lock")
+            )
+
+    async def _listen_forever(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                await self._listen(backoff)
+            except (RedisError, OSError) as err:
+                log.warning("redis edge: lost %s (%s); reconnecting", self.url, err)
+            finally:
+                self.subscribed = False
+            self.reconnects += 1
+            await asyncio.sleep(backoff.delay())
+
+    async def _listen(self, backoff: Backoff) -> None:
+        names = self.names
+        async with self.redis.pubsub() as pubsub:
+            await pubsub.psubscribe(names.pub_pattern, names.session_in_pattern)
+            self.subscribed = True
+            backoff.reset()
+            if not self.leader.held:
+                await self.leader.attempt()
+            async for message in pubsub.listen():
+                if message["type"] == "pmessage" and self.leader.held:
+                    await self._dispatch(message["channel"], message["data"])
+
+    async def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
+        name = raw_channel.decode(errors="replace")
+        try:
+            channel = self.names.pub_channel(name)
+            if channel is not None:
+                await self.ingress.publish(channel, data)
+                return
+            session_id = self.names.session_id(name)
+            if session_id is not None:
+                self.sessions.feed(session_id, data)
+        except Exception:  # one bad message must not stop the edge
+            log.exception("redis edge: failed to handle a message on %r", name)
+
+
+__all__ = ["RedisEdge"]

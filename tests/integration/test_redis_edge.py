@@ -1,0 +1,334 @@
+"""The Redis edge against a private redis-server: hub traffic mirrored out on `msg:`, publishes
+in from `pub:` (and what is refused there), the leader lock between nodes, a Redis restart."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from google.protobuf import json_format
+
+from agentplex.client import Client
+from agentplex.core.channel_log import Accepted
+from agentplex.edges.redis.leader import LeaderLock
+from agentplex.edges.redis.mirror import Mirror
+from agentplex.edges.redis.names import Names
+from agentplex.hub import Hub
+from agentplex.node import HubNode
+from agentplex.v1 import envelope_pb2
+from tests.support.hubs import fast_settings
+from tests.support.redis_edge import edge_hub, edge_of, edge_settings, unique_prefix, until
+from tests.support.redis_server import RedisServer, find_redis_server, free_port, redis_server
+from tests.support.streams import take
+
+pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="no redis-server found")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with redis_server() as running:
+        yield running
+
+
+@pytest.fixture
+async def redis(server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    async with aioredis.Redis(host=server.host, port=server.port) as r:
+        yield r
+
+
+@pytest.fixture
+def prefix() -> str:
+    return unique_prefix()
+
+
+@pytest.fixture
+async def node(server: RedisServer, prefix: str) -> AsyncIterator[HubNode]:
+    async with edge_hub(server.url, prefix, ingress="chat, in.*") as running:
+        yield running
+
+
+@pytest.fixture
+async def client(node: HubNode) -> AsyncIterator[Client]:
+    async with Client(node.grpc_address) as c:
+        yield c
+
+
+async def next_message(pubsub: aioredis.client.PubSub, timeout: float = 5.0) -> bytes:
+    async def read() -> bytes:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                data: bytes = message["data"]
+                return data
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+# Mirror out ---------------------------------------------------------------------------------
+
+
+async def test_grpc_publishes_are_mirrored_as_canonical_json(
+    node: HubNode, client: Client, redis: aioredis.Redis, prefix: str
+) -> None:
+    async with redis.pubsub() as by_pattern, redis.pubsub() as by_name:
+        await by_pattern.psubscribe(f"{prefix}msg:*")
+        await by_name.subscribe(f"{prefix}msg:jobs.build")
+        await client.publish("chat", b"hello")
+        result = await client.publish("jobs.build", b"\x00binary")
+        first = json_format.Parse(await next_message(by_pattern), envelope_pb2.Envelope())
+        second = json_format.Parse(await next_message(by_pattern), envelope_pb2.Envelope())
+        named = json_format.Parse(await next_message(by_name), envelope_pb2.Envelope())
+    assert (first.channel, first.payload, first.position.seq) == ("chat", b"hello", 1)
+    assert first.sha256 == hashlib.sha256(b"hello").hexdigest()
+    assert first.position.epoch and first.id and first.sender == "anonymous"
+    assert second == named
+    assert named.payload == b"\x00binary" and named.position == result.position
+
+
+async def test_redis_cli_sees_hub_traffic(
+    node: HubNode, client: Client, server: RedisServer, prefix: str
+) -> None:
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli is not installed")
+    proc = await asyncio.create_subprocess_exec(
+        *(cli, "-h", server.host, "-p", str(server.port), "--raw"),
+        *("PSUBSCRIBE", f"{prefix}msg:*"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        while (await asyncio.wait_for(proc.stdout.readline(), 5)).strip() != b"1":
+            pass  # psubscribe, the pattern, then the count: subscribed
+        await client.publish("chat", "from grpc")
+        while not (line := await asyncio.wait_for(proc.stdout.readline(), 5)).startswith(b"{"):
+            pass  # pmessage, the pattern, the channel, then the data
+        data = json.loads(line)
+        assert data["channel"] == "chat" and data["position"]["seq"] == "1"
+        assert data["sha256"] == hashlib.sha256(b"from grpc").hexdigest()
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_mirror_leaves_other_nodes_entries_and_bounds_its_queue(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = Hub(fast_settings(limits={"session_queue": 3}))
+    async with aioredis.Redis(host=server.host, port=server.port) as redis:
+        mirror = Mirror(hub, redis, Names(unique_prefix()))  # not running: nothing drains it
+
+        def entry(local: bool) -> Accepted:
+            return Accepted(envelope_pb2.Envelope(channel="c"), 0, local=local)
+
+        mirror.deliver(entry(local=False))
+        with caplog.at_level(logging.WARNING, "agentplex.edges.redis"):
+            for _ in range(5):
+                mirror.deliver(entry(local=True))
+    assert mirror.dropped == 2
+    assert "mirror queue full at 3 envelopes (limits.session_queue)" in caplog.text
+
+
+# Ingress ------------------------------------------------------------------------------------
+
+
+async def test_redis_publishes_reach_a_grpc_subscriber(
+    node: HubNode, client: Client, redis: aioredis.Redis, prefix: str
+) -> None:
+    subscription = client.subscribe("chat", "in.*")
+    got = asyncio.create_task(take(subscription, 3))
+    await asyncio.wait_for(subscription.ready.wait(), 5)
+    envelope = {"id": "j1", "contentType": "text/plain", "payload": "aGk=", "headers": {"a": "b"}}
+    await redis.publish(f"{prefix}pub:chat", json.dumps(envelope))
+    await redis.publish(f"{prefix}pub:in.raw", b"\x00raw bytes")
+    await redis.publish(
+        f"{prefix}pub:chat", json.dumps({**envelope, "id": "j2", "channel": "chat"})
+    )
+    await redis.publish(f"{prefix}pub:chat", json.dumps(envelope))  # a retry: stored once
+    json_env, raw, named = await got
+    assert (json_env.id, json_env.payload, json_env.content_type) == ("j1", b"hi", "text/plain")
+    assert dict(json_env.headers) == {"a": "b"} and json_env.position.seq == 1
+    assert (raw.channel, raw.payload) == ("in.raw", b"\x00raw bytes")
+    assert raw.content_type == "application/octet-stream" and raw.sha256
+    assert (named.id, named.position.seq) == ("j2", 2)
+    await until(lambda: edge_of(node).ingress.accepted == 4)
+    assert (await client.history("chat")).position.seq == 2
+
+
+async def test_refused_publishes_are_logged_and_later_ones_pass(
+    node: HubNode,
+    client: Client,
+    redis: aioredis.Redis,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    subscription = client.subscribe("chat", "secret")
+    got = asyncio.create_task(take(subscription, 1))
+    await asyncio.wait_for(subscription.ready.wait(), 5)
+    bad = [
+        ("chat", b'{"payload": "aGk=", '),  # malformed JSON
+        ("secret", b"not in the allow-list"),
+        ("chat", b'{"bogus": true}'),  # not an Envelope
+        ("chat", b'{"replyTo": "no spaces allowed"}'),  # refused by the hub's checks
+        ("chat", b'{"channel": "in.other"}'),  # names another channel
+    ]
+    with caplog.at_level(logging.WARNING, "agentplex.edges.redis"):
+        for channel, data in bad:
+            await redis.publish(f"{prefix}pub:{channel}", data)
+        await redis.publish(f"{prefix}pub:chat", b"good")
+        (good,) = await got
+    assert good.payload == b"good" and good.position.seq == 1
+    edge = edge_of(node)
+    assert (edge.ingress.refused, edge.ingress.accepted) == (5, 1)
+    for reason in (
+        "not an agentplex.v1.Envelope",
+        "'secret' is not allowed by redis_edge.ingress (chat,in.*)",
+        "bogus",
+        "envelope.reply_to",
+        "differs from 'chat'",
+    ):
+        assert reason in caplog.text
+    assert (await client.history("chat")).position.seq == 1
+
+
+# Leadership and recovery --------------------------------------------------------------------
+
+
+async def test_lock_goes_to_another_node_when_it_expires(server: RedisServer) -> None:
+    key = f"{unique_prefix()}edge:leader"
+    changes: list[tuple[str, bool]] = []
+    async with aioredis.Redis(host=server.host, port=server.port) as redis:
+        a = LeaderLock(redis, key, 0.2, "a", lambda held: changes.append(("a", held)))
+        b = LeaderLock(redis, key, 0.2, "b", lambda held: changes.append(("b", held)))
+        assert await a.attempt() and not await b.attempt()
+        assert await a.attempt()  # renewed
+        await asyncio.sleep(0.25)  # a stops renewing: the lock expires
+        assert await b.attempt()
+        assert not await a.attempt()
+        await b.release()
+        assert await redis.get(key) is None
+    assert changes == [("a", True), ("b", True), ("a", False), ("b", False)]
+
+
+async def test_a_stalled_holder_stops_leading_until_it_claims_again(server: RedisServer) -> None:
+    changes: list[bool] = []
+    async with aioredis.Redis(host=server.host, port=server.port) as redis:
+        lock = LeaderLock(redis, f"{unique_prefix()}edge:leader", 0.2, "a", changes.append)
+        assert await lock.attempt() and lock.held
+        await asyncio.sleep(0.25)  # no renewal in time: another node could lead by now
+        assert not lock.held
+        assert await lock.attempt() and lock.held  # nobody did: the lock is free, claimed again
+    assert changes == [True]
+
+
+async def test_one_node_handles_ingress_and_another_takes_over(
+    server: RedisServer, redis: aioredis.Redis, prefix: str
+) -> None:
+    first = HubNode(edge_settings(server.url, prefix))
+    second = HubNode(edge_settings(server.url, prefix))
+    await first.start()
+    await second.start()
+    try:
+        await until(lambda: edge_of(first).ready or edge_of(second).ready)
+        leader, other = (first, second) if edge_of(first).ready else (second, first)
+        await until(lambda: edge_of(other).subscribed)
+        assert not edge_of(other).leader.held
+        await redis.publish(f"{prefix}pub:chat", b"once")
+        await until(lambda: edge_of(leader).ingress.accepted == 1)
+        await leader.stop()
+        await until(lambda: edge_of(other).ready, what="the other node to take over")
+        await redis.publish(f"{prefix}pub:chat", b"twice")
+        await until(lambda: edge_of(other).ingress.accepted == 1)
+        page = await other.hub.read("chat", None, None, 10)
+        assert [e.envelope.payload for e in page.entries] == [b"twice"]
+    finally:
+        await other.stop(grace=0.1)
+
+
+async def test_edge_recovers_when_redis_restarts(caplog: pytest.LogCaptureFixture) -> None:
+    prefix = unique_prefix()
+    with redis_server() as first:
+        async with edge_hub(first.url, prefix) as node, Client(node.grpc_address) as client:
+            edge = edge_of(node)
+            with caplog.at_level(logging.WARNING, "agentplex.edges.redis"):
+                os.kill(first.pid, signal.SIGKILL)
+                await until(lambda: not edge.ready, what="the edge to notice")
+                # The hub keeps serving gRPC meanwhile.
+                assert (await client.publish("chat", "while redis is away")).position.seq == 1
+                with redis_server(port=first.port) as second:
+                    await until(lambda: edge.ready, timeout=10, what="the edge to reconnect")
+                    async with aioredis.Redis(host=second.host, port=second.port) as redis:
+                        await redis.publish(f"{prefix}pub:chat", b"after the restart")
+                        await until(lambda: edge.ingress.accepted == 1)
+                        async with redis.pubsub() as pubsub:
+                            await pubsub.subscribe(f"{prefix}msg:chat")
+                            await client.publish("chat", "mirrored again")
+                            # What was queued while Redis was away may come first.
+                            seen = [json.loads(await next_message(pubsub))["payload"]]
+                            while seen[-1] != "bWlycm9yZWQgYWdhaW4=":  # "mirrored again"
+                                seen.append(json.loads(await next_message(pubsub))["payload"])
+    assert edge.reconnects >= 1
+    assert "reconnecting" in caplog.text
+
+
+# TLS and password ---------------------------------------------------------------------------
+
+
+def _certificates(folder: Path) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    files = {name: str(folder / name) for name in ("ca.key", "ca.crt", "ext.cnf")}
+    Path(files["ext.cnf"]).write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", files["ca.key"], "-out", files["ca.crt"])  # fmt: skip
+    for name in ("server", "client"):
+        key, csr, crt = (str(folder / f"{name}.{ext}") for ext in ("key", "csr", "crt"))
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+            "-keyout", key, "-out", csr)  # fmt: skip
+        run("x509", "-req", "-in", csr, "-CA", files["ca.crt"], "-CAkey", files["ca.key"],
+            "-CAcreateserial", "-days", "1", "-extfile", files["ext.cnf"], "-out", crt)  # fmt: skip
+        files[f"{name}.key"], files[f"{name}.crt"] = key, crt
+    return files
+
+
+async def test_edge_over_tls_with_a_password(tmp_path: Path) -> None:
+    certs = _certificates(tmp_path)
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-auth-clients", "yes",
+           "--tls-cert-file", certs["server.crt"], "--tls-key-file", certs["server.key"],
+           "--tls-ca-cert-file", certs["ca.crt"]]  # fmt: skip
+    prefix = unique_prefix()
+    with redis_server(extra_args=tls) as server:
+        server.client().config_set("requirepass", "s3cret")
+        settings = edge_settings(f"rediss://:s3cret@127.0.0.1:{tls_port}/0", prefix)
+        engine = replace(
+            settings.engine,
+            redis_tls_ca_file=certs["ca.crt"],
+            redis_tls_cert_file=certs["client.crt"],
+            redis_tls_key_file=certs["client.key"],
+        )
+        async with HubNode(replace(settings, engine=engine)) as node:
+            edge = edge_of(node)
+            assert edge.url == f"rediss://:***@127.0.0.1:{tls_port}/0"
+            await until(lambda: edge.ready, what="the edge to connect over TLS")
+            # Pub/sub is server-wide: a plain-port client reaches the edge's TLS connection.
+            async with aioredis.Redis(port=server.port, password="s3cret") as redis:
+                await redis.publish(f"{prefix}pub:chat", b"over tls")
+                await until(lambda: edge.ingress.accepted == 1)
