@@ -11,7 +11,9 @@ from typing import Any
 
 from agentplex.cli.common import stop_on_signals
 from agentplex.config import ConfigError, load_settings
+from agentplex.errors import HubError
 from agentplex.node import HubNode
+from agentplex.redisconn import redacted
 
 
 def add_parser(commands: Any) -> None:
@@ -68,10 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         asyncio.run(_serve(settings))
-    except NotImplementedError as err:
-        print(f"agentplex serve: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
+    except (OSError, HubError) as err:
         print(f"agentplex serve: {err}", file=sys.stderr)
         return 1
     return 0
@@ -91,6 +90,8 @@ async def _serve(settings: Any) -> None:
         f"  grpc  {node.grpc_address}",
         flush=True,
     )
+    if settings.engine.name == "redis":
+        print(f"  engine {redacted(settings.engine.redis_url)}", flush=True)
     if node.redis_edge is not None:
         print(f"  redis {node.redis_edge.url} prefix {node.redis_edge.names.prefix}", flush=True)
     await stop.wait()

