@@ -158,3 +158,30 @@ def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str]:
         target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True
     ).start()
     return lines
+
+
+def test_redis_engine_commands_run(private_redis: RedisServer) -> None:
+    """The two `serve --engine redis` lines, on a private redis-server and free ports: what is
+    published on one node is in the other's history, in order."""
+    block = next(code for lang, code in BLOCKS if lang == "sh" and "--engine redis" in code)
+    nodes = []
+    for line in block.splitlines():
+        args = shlex.split(line)[2:]
+        args = [private_redis.url if a.startswith("redis://") else a for a in args]
+        nodes.append([a for a in args if a not in ("--grpc-port", "50051", "50052")])
+    env = {"AGENTPLEX_ENGINE__REDIS_PREFIX": "readme"}
+    with (
+        serve_process(*nodes[0], env=env) as (_, first),
+        serve_process(*nodes[1], env=env) as (
+            _,
+            second,
+        ),SyncClient(first) as one, SyncClient(second) as other
+    ):
+        one.publish("shared", "from the first node")
+        other.publish("shared", "from the second")
+        page = other.history("shared")
+        assert [e.payload for e in page.envelopes] == [
+            b"from the first node",
+            b"from the second",
+        ]
+        assert [e.position.seq for e in page.envelopes] == [1, 2]
