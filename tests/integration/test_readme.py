@@ -175,7 +175,9 @@ def test_redis_engine_commands_run(private_redis: RedisServer) -> None:
         serve_process(*nodes[1], env=env) as (
             _,
             second,
-        ),SyncClient(first) as one, SyncClient(second) as other
+        ),
+        SyncClient(first) as one,
+        SyncClient(second) as other,
     ):
         one.publish("shared", "from the first node")
         other.publish("shared", "from the second")
