@@ -3,6 +3,7 @@ CPU accounting of the processes involved, and reporting of figures (extra_info +
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -33,15 +34,37 @@ def serve_settings() -> Settings:
     return fast_settings(session=dict(SERVE_SESSION))
 
 
+_prefixes = itertools.count()
+
+
 @contextmanager
-def hub_process() -> Iterator[tuple[psutil.Process, str]]:
-    """`agentplex serve` in its own process (its own core); yields (process, grpc address).
+def hub_process(redis_url: str = "") -> Iterator[tuple[psutil.Process, str]]:
+    """`agentplex serve` in its own process (its own core); yields (process, grpc address). On
+    the Redis engine when `redis_url` is given (under a key prefix of its own).
 
     Logging stays at WARNING: the hub's stdout is a pipe nobody reads after startup, and INFO
     lines (one audit line per registration) would fill it and stall the hub.
     """
-    with serve_process("--log-level", "WARNING") as (proc, address):
+    args = ["--log-level", "WARNING"]
+    env = {}
+    if redis_url:
+        args += ["--engine", "redis", "--redis-url", redis_url]
+        env["AGENTPLEX_ENGINE__REDIS_PREFIX"] = f"bench{next(_prefixes)}"
+    with serve_process(*args, env=env) as (proc, address):
         yield psutil.Process(proc.pid), address
+
+
+def engine_of(request: Any) -> str:
+    """The engine a test's hub fixture runs on (its "hub" parameter)."""
+    return str(request.node.callspec.params["hub"])
+
+
+@contextmanager
+def engine_hub(request: Any) -> Iterator[tuple[psutil.Process, str]]:
+    """`hub_process` on the engine a fixture is parametrized with ("memory" or "redis")."""
+    url = request.getfixturevalue("private_redis").url if request.param == "redis" else ""
+    with hub_process(url) as running:
+        yield running
 
 
 def sized(benchmark: Any, full: int, smoke: int) -> int:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -27,22 +28,24 @@ from agentplex.client import Client
 from agentplex.node import HubNode
 from agentplex.v1 import envelope_pb2
 from tests.benchmarks.helpers import (
-    hub_process,
+    engine_hub,
+    engine_of,
     latency_figures,
     percentile,
     report,
     serve_settings,
 )
+from tests.benchmarks.test_redis_edge import redis_probe
 
 SAMPLES = 200  # per round
 ROUNDS = 10
 CHANNEL = "bench.latency"
 
 
-@pytest.fixture(scope="module")
-def hub_address() -> Iterator[str]:
-    with hub_process() as (_, address):
-        yield address
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def hub(request: pytest.FixtureRequest) -> Iterator[tuple[psutil.Process, str]]:
+    with engine_hub(request) as running:
+        yield running
 
 
 class Probe:
@@ -116,7 +119,9 @@ async def probe_of(address: str) -> AsyncIterator[Probe]:
             await probe.stop()
 
 
-def run_latency(benchmark: Any, runner: asyncio.Runner, probe: Probe, where: str) -> None:
+def run_latency(
+    benchmark: Any, runner: asyncio.Runner, probe: Probe, where: str, **extra: Any
+) -> None:
     floor = runner.run(probe.unary_floor_us())
     runner.run(probe.sample(SAMPLES))  # warm-up: connections, caches, first-call costs
     probe.samples_us.clear()
@@ -131,17 +136,38 @@ def run_latency(benchmark: Any, runner: asyncio.Runner, probe: Probe, where: str
         publish_ack_p50_us=round(percentile(sorted(probe.acks_us), 50), 1),
         grpc_unary_floor_p50_us=round(floor, 1),
         target_p50_us=1000,
+        **extra,
     )
 
 
 @pytest.mark.benchmark(group="latency")
-def test_latency_hub_subprocess(benchmark: Any, runner: asyncio.Runner, hub_address: str) -> None:
+def test_latency_hub_subprocess(
+    benchmark: Any,
+    runner: asyncio.Runner,
+    hub: tuple[psutil.Process, str],
+    request: pytest.FixtureRequest,
+) -> None:
+    engine = engine_of(request)
+    extra = {}
+    if engine == "redis":  # for scale: one hop through the same Redis, measured now
+        extra["raw_redis_pubsub_p50_us"] = runner.run(raw_pubsub_p50_us(request))
     stack = AsyncExitStack()
     try:
-        probe = runner.run(stack.enter_async_context(probe_of(hub_address)))
-        run_latency(benchmark, runner, probe, "in a subprocess")
+        probe = runner.run(stack.enter_async_context(probe_of(hub[1])))
+        run_latency(benchmark, runner, probe, f"in a subprocess, {engine} engine", **extra)
     finally:
         runner.run(stack.aclose())
+
+
+async def raw_pubsub_p50_us(request: pytest.FixtureRequest) -> float:
+    """Median PUBLISH -> SUBSCRIBE-r round trip on the private redis-server."""
+    async with AsyncExitStack() as stack:
+        server = request.getfixturevalue("private_redis")
+        probe = await redis_probe(stack, server, "raw", "")
+        await probe.sample(SAMPLES)
+        probe.samples_us.clear()
+        await probe.sample(SAMPLES)
+        return round(percentile(sorted(probe.samples_us), 50), 1)
 
 
 @pytest.mark.benchmark(group="latency")

@@ -40,10 +40,12 @@ def server() -> Iterator[RedisServer]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def hub_address(server: RedisServer) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def hub_address(server: RedisServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A hub with the edge on `server`, its engine in memory or on that same Redis."""
+    engine = ["--engine", "redis", "--redis-url", server.url] if request.param == "redis" else []
     with serve_process(
-        "--redis-edge", "--redis-edge-url", server.url, "--log-level", "WARNING"
+        "--redis-edge", "--redis-edge-url", server.url, "--log-level", "WARNING", *engine
     ) as (_, address):
         yield address
 
@@ -81,7 +83,7 @@ class Probe:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def _probe(stack: AsyncExitStack, server: RedisServer, path: str, hub: str) -> Probe:
+async def redis_probe(stack: AsyncExitStack, server: RedisServer, path: str, hub: str) -> Probe:
     publisher = await stack.enter_async_context(aioredis.Redis(host=server.host, port=server.port))
     listener = await stack.enter_async_context(aioredis.Redis(host=server.host, port=server.port))
     pubsub = await stack.enter_async_context(listener.pubsub())
@@ -120,12 +122,16 @@ async def _wait_for_edge(redis: aioredis.Redis, timeout: float = 20) -> None:
 
 @pytest.mark.benchmark(group="redis-edge")
 def test_redis_edge_latency(
-    benchmark: Any, runner: asyncio.Runner, server: RedisServer, hub_address: str
+    benchmark: Any,
+    runner: asyncio.Runner,
+    server: RedisServer,
+    hub_address: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     stack = AsyncExitStack()
     try:
         probes = {
-            path: runner.run(_probe(stack, server, path, hub_address))
+            path: runner.run(redis_probe(stack, server, path, hub_address))
             for path in ("raw", "edge", "grpc")
         }
         for probe in probes.values():
@@ -144,7 +150,8 @@ def test_redis_edge_latency(
         edge = percentile(sorted(probes["edge"].samples_us), 50)
         report(
             benchmark,
-            "Redis edge: pub -> hub -> msg round trip beside raw Redis pub/sub",
+            "Redis edge: pub -> hub -> msg round trip beside raw Redis pub/sub, "
+            f"{request.node.callspec.params['hub_address']} engine",
             samples=len(probes["raw"].samples_us),
             edge_over_raw_p50=round(edge / raw, 2),
             target_edge_over_raw=2.0,

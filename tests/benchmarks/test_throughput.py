@@ -33,7 +33,14 @@ import pytest
 
 from agentplex.client import Client, envelope
 from agentplex.v1 import envelope_pb2
-from tests.benchmarks.helpers import CpuMeter, hub_process, report, round_seconds, sized
+from tests.benchmarks.helpers import (
+    CpuMeter,
+    engine_hub,
+    engine_of,
+    report,
+    round_seconds,
+    sized,
+)
 
 BATCHED_N = 50_000
 BATCH = 1000  # the hub's default limits.max_batch
@@ -43,9 +50,9 @@ ROUNDS = 5
 PAYLOAD = 64  # bytes per message
 
 
-@pytest.fixture(scope="module")
-def hub() -> Iterator[tuple[psutil.Process, str]]:
-    with hub_process() as running:
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def hub(request: pytest.FixtureRequest) -> Iterator[tuple[psutil.Process, str]]:
+    with engine_hub(request) as running:
         yield running
 
 
@@ -172,7 +179,10 @@ class Transfer:
 
 @pytest.mark.benchmark(group="throughput")
 def test_throughput_batched(
-    benchmark: Any, runner: asyncio.Runner, hub: tuple[psutil.Process, str]
+    benchmark: Any,
+    runner: asyncio.Runner,
+    hub: tuple[psutil.Process, str],
+    request: pytest.FixtureRequest,
 ) -> None:
     hub_proc, address = hub
     transfer = Transfer(address, hub_proc, "bench.throughput.batched", warmup=benchmark.enabled)
@@ -203,7 +213,7 @@ def test_throughput_batched(
         runner.run(transfer.close())
     report(
         benchmark,
-        f"throughput batched ({BATCH} per publish_batch)",
+        f"throughput batched ({BATCH} per publish_batch), {engine_of(request)} engine",
         batch=BATCH,
         target_msgs_per_s=100_000,
         **transfer.figures(benchmark, count),
@@ -212,7 +222,10 @@ def test_throughput_batched(
 
 @pytest.mark.benchmark(group="throughput")
 def test_throughput_single(
-    benchmark: Any, runner: asyncio.Runner, hub: tuple[psutil.Process, str]
+    benchmark: Any,
+    runner: asyncio.Runner,
+    hub: tuple[psutil.Process, str],
+    request: pytest.FixtureRequest,
 ) -> None:
     hub_proc, address = hub
     transfer = Transfer(address, hub_proc, "bench.throughput.single", warmup=benchmark.enabled)
@@ -247,7 +260,7 @@ def test_throughput_single(
         runner.run(transfer.close())
     report(
         benchmark,
-        f"throughput single publishes ({WINDOW} in flight)",
+        f"throughput single publishes ({WINDOW} in flight), {engine_of(request)} engine",
         window=WINDOW,
         **transfer.figures(benchmark, count),
     )

@@ -156,7 +156,6 @@ class RedisEngine(Engine):
         self, envelopes: Sequence[envelope_pb2.Envelope], now_ns: int
     ) -> list[Outcome]:
         now_ms = now_ns // 1_000_000
-        header = f"{self._node} {now_ms}"
         groups: dict[str, list[envelope_pb2.Envelope]] = {}
         for env in envelopes:
             groups.setdefault(env.channel, []).append(env)
@@ -170,7 +169,7 @@ class RedisEngine(Engine):
                 self.retention.dedup_size,
                 new_epoch(),
                 self.keys.fan(channel),
-                header,
+                self._node,
             ]
             for env in group:
                 env.ClearField("position")

@@ -1,6 +1,7 @@
 """One node's pub/sub connection: publications of the channels (and patterns) its subscribers
 want, and the messages other nodes address to it. Redis delivers a channel's publications in the
-order the publish script ran, so every node sees every channel in seq order.
+order the publish script ran, so every node sees every channel in seq order. A script sends all
+it accepted on a channel as one message: a batch costs one pub/sub message, not one per envelope.
 
 The connection is remade after a failure, with backoff, and everything subscribed before is
 subscribed again. What was published while it was down is not replayed here; subscribers that
@@ -30,14 +31,27 @@ from agentplex.v1 import envelope_pb2
 log = logging.getLogger("agentplex.engine.redis")
 
 
-def decode_publication(data: bytes, node: str) -> Accepted:
-    """A fan-out message: `seq epoch node created_ms` then a newline and the envelope as sent
-    (without its position)."""
-    head, _, raw = data.partition(b"\n")
-    seq, epoch, origin, created_ms = head.split(b" ")
-    wire = with_position(raw, int(seq), epoch.decode())
-    envelope = envelope_pb2.Envelope.FromString(wire)
-    return Accepted(envelope, int(created_ms) * 1_000_000, local=origin.decode() == node, wire=wire)
+def decode_publications(data: bytes, node: str) -> list[Accepted]:
+    """One publish script's fan-out message: `epoch node created_ms`, a newline, then per
+    envelope `seq length`, a newline and the envelope as sent (without its position)."""
+    head, _, body = data.partition(b"\n")
+    epoch_bytes, origin, created_ms = head.split(b" ")
+    epoch, local, created_ns = (
+        epoch_bytes.decode(),
+        origin.decode() == node,
+        int(created_ms) * 10**6,
+    )
+    entries = []
+    at, end = 0, len(body)
+    while at < end:
+        line_end = body.index(b"\n", at)
+        seq_bytes, size = body[at:line_end].split(b" ")
+        at = line_end + 1 + int(size)
+        seq = int(seq_bytes)
+        wire = with_position(body[line_end + 1 : at], seq, epoch)
+        envelope = envelope_pb2.Envelope.FromString(wire)
+        entries.append(Accepted(envelope, created_ns, local=local, wire=wire))
+    return entries
 
 
 class Fanout:
@@ -153,11 +167,11 @@ class Fanout:
                 self._on_node_message(data)
                 return
             try:
-                entry = decode_publication(data, self._node)
+                entries = decode_publications(data, self._node)
             except (ValueError, DecodeError):
                 log.warning("dropped an undecodable message on %r", message["channel"])
                 return
-            self._on_publications((entry,))
+            self._on_publications(entries)
         elif kind in ("subscribe", "psubscribe"):
             future = self._confirmations.pop(message["channel"], None)
             if future is not None and not future.done():

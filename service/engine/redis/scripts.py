@@ -28,8 +28,10 @@ end
 
 # KEYS: meta, log, ids, idx (see Keys.channel). ARGV: now_ms, history_size, history_ttl_ms,
 # dedup_window_ms, dedup_size, an epoch for a channel Redis does not know, the fan-out pub/sub
-# channel, a header ("node created_ms"), then id, sha256 and encoded envelope per envelope.
-# Returns the epoch, then seq, duplicate (0/1) and sha256 per envelope.
+# channel, this node's id, then id, sha256 and encoded envelope per envelope.
+# Returns the epoch, then seq, duplicate (0/1) and sha256 per envelope. What it accepted goes
+# out as one pub/sub message (see fanout.decode_publications): "epoch node created_ms\n", then
+# per envelope "seq length\n" and the envelope's bytes.
 PUBLISH = (
     """
 local meta, log, ids, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -52,8 +54,9 @@ if #expired > 0 then
   redis.call('HDEL', ids, unpack(expired))
   redis.call('ZREM', idx, unpack(expired))
 end
-local fan, header = ARGV[7], ARGV[8]
+local fan = ARGV[7]
 local out = {epoch}
+local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. now .. '\\n'}
 for i = 9, #ARGV, 3 do
   local id, sha = ARGV[i], ARGV[i + 1]
   local hit = redis.call('HGET', ids, id)
@@ -68,13 +71,15 @@ for i = 9, #ARGV, 3 do
     redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'e', ARGV[i + 2])
     redis.call('HSET', ids, id, top .. ':' .. sha)
     redis.call('ZADD', idx, now + window, id)
-    redis.call('PUBLISH', fan, top .. ' ' .. epoch .. ' ' .. header .. '\\n' .. ARGV[i + 2])
+    fanned[#fanned + 1] = top .. ' ' .. #ARGV[i + 2] .. '\\n'
+    fanned[#fanned + 1] = ARGV[i + 2]
     out[#out + 1] = top
     out[#out + 1] = 0
     out[#out + 1] = sha
   end
 end
 redis.call('HSET', meta, 'epoch', epoch, 'top', top)
+if #fanned > 1 then redis.call('PUBLISH', fan, table.concat(fanned)) end
 local excess = redis.call('ZCARD', idx) - dedup_size
 if excess > 0 then
   local popped = redis.call('ZPOPMIN', idx, excess)
