@@ -4,6 +4,7 @@ inside Redis (never delivered as good data), and a clear refusal to start withou
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ from tests.support.tamper import rewrite_stream
 
 
 @pytest.fixture
-async def node(private_redis: RedisServer) -> HubNode:  # type: ignore[misc]
+async def node(private_redis: RedisServer) -> AsyncIterator[HubNode]:
     engine = {"name": "redis", "redis_url": private_redis.url, "redis_prefix": "only-redis"}
     async with HubNode(fast_settings(engine=engine)) as running:
         yield running
