@@ -4,9 +4,9 @@ inside Redis (never delivered as good data), and a clear refusal to start withou
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import pytest
 
