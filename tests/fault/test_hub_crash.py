@@ -15,6 +15,7 @@ import pytest
 
 from agentplex.client import Client
 from tests.support.hubs import serve_process
+from tests.support.streams import until
 
 FAST = {
     "AGENTPLEX_SESSION__HEARTBEAT_INTERVAL": "0.2",
@@ -35,6 +36,10 @@ async def wait_for_agent(address: str, agent_id: str, timeout: float = 20) -> No
             pass
         await asyncio.sleep(0.1)
     raise AssertionError(f"agent {agent_id} did not come back")
+
+
+async def _received(received: list[bytes], count: int) -> bool:
+    return len(received) >= count
 
 
 @pytest.mark.slow
@@ -74,6 +79,7 @@ async def test_agent_and_subscriber_survive_a_hub_crash() -> None:
                 follower = asyncio.create_task(follow())
                 await asyncio.wait_for(sub.ready.wait(), 10)
                 await client.publish("news", "before")
+                await until(lambda: _received(received, 1))  # it has a position to resume from
                 os.kill(first.pid, signal.SIGKILL)
                 first.wait(10)
                 sub.ready.clear()
