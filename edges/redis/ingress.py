@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 
 from agentplex.core.globmatch import glob_match
-from agentplex.edges.redis.codec import Refused, decode_publish
+from agentplex.edges.frames import Refused
+from agentplex.edges.redis.codec import decode_publish
 from agentplex.edges.redis.principal import PRINCIPAL
 from agentplex.errors import HubError
 from agentplex.hub import Hub

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agentplex.core.channel_log import Accepted
-from agentplex.edges.redis.codec import to_json
+from agentplex.edges.frames import envelope_json
 from agentplex.edges.redis.names import Names
 from agentplex.hub import Hub
 from agentplex.redisconn import Backoff
@@ -99,5 +99,5 @@ class Mirror:
         msg = self.names.msg
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry in batch:
-                pipe.publish(msg(entry.channel), to_json(entry.envelope))
+                pipe.publish(msg(entry.channel), envelope_json(entry))
             await pipe.execute()

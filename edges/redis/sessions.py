@@ -19,9 +19,8 @@ import grpc
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from agentplex.core.framing import frames
 from agentplex.core.validation import check_id
-from agentplex.edges.redis.codec import Refused, decode_frame, to_json
+from agentplex.edges.frames import Refused, json_frames, parse_json_frame, to_json
 from agentplex.edges.redis.names import Names
 from agentplex.edges.redis.principal import PRINCIPAL
 from agentplex.errors import HubError, InvalidArgument, ResourceExhausted
@@ -31,8 +30,6 @@ from agentplex.hub.session import Frame
 from agentplex.v1 import agent_pb2, session_service_pb2 as ss
 
 log = logging.getLogger("agentplex.edges.redis")
-
-DELIVERIES_FIELD = 3  # ConnectResponse.deliveries
 
 
 class RedisConnection:
@@ -50,7 +47,7 @@ class RedisConnection:
     def feed(self, data: bytes) -> None:
         """Queue one frame from the client; a bad one is answered with an error frame."""
         try:
-            self._inbound.put_nowait(decode_frame(data))
+            self._inbound.put_nowait(parse_json_frame(data))
         except Refused as err:
             self.connection.refuse(InvalidArgument(err.reason), err.ref)
         except asyncio.QueueFull:
@@ -85,22 +82,19 @@ class RedisConnection:
         ended = False  # a fatal error frame went out: the client knows the session ended
         try:
             while items := await outbox.take():
-                out = [
-                    f if isinstance(f, Frame) else Frame.FromString(f)
-                    for f in frames(items, DELIVERIES_FIELD)
-                ]
-                ended = out[-1].error.fatal
-                await self._publish(out)
+                last = items[-1]
+                ended = isinstance(last, Frame) and last.error.fatal
+                await self._publish(json_frames(items))
             if outbox.code is not None and not ended:
                 error = ss.Error(code=outbox.code.value[0], message=outbox.reason, fatal=True)
-                await self._publish([Frame(error=error)])
+                await self._publish([to_json(Frame(error=error))])
         except (RedisError, OSError) as err:
             log.warning("redis edge: lost Redis while writing to %s: %s", self.out, err)
 
-    async def _publish(self, out: list[Frame]) -> None:
+    async def _publish(self, out: list[str]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for frame in out:
-                pipe.publish(self.out, to_json(frame))
+                pipe.publish(self.out, frame)
             await pipe.execute()
 
 

@@ -18,6 +18,7 @@ from agentplex.v1 import envelope_pb2
 class Accepted:
     """An accepted envelope with its wire encoding, made once and shared by every delivery.
     `first_delivery` caches the encoded first-attempt delivery (see core/wire.py) for fan-out.
+    `json` caches the envelope's canonical JSON for text transports (made on first use).
     `local` is False for what another hub node accepted (a shared engine fans it out here), so
     an edge that mirrors traffic outward can leave that to the node that accepted it."""
 
@@ -27,6 +28,7 @@ class Accepted:
         "envelope",
         "epoch",
         "first_delivery",
+        "json",
         "local",
         "seq",
         "sha256",
@@ -50,6 +52,7 @@ class Accepted:
         self.created_ns = created_ns
         self.wire = wire or envelope.SerializeToString()
         self.first_delivery = b""
+        self.json = ""
         self.local = local
 
 

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from agentplex.core import wire
+from agentplex.core.channel_log import Accepted
 from agentplex.core.outbox import Item
 
 MAX_FRAME_BYTES = 1024 * 1024
@@ -17,28 +19,33 @@ def frames(
     deliveries_field: int,
     control: Callable[[Any], Any] = lambda frame: frame,
     max_bytes: int = MAX_FRAME_BYTES,
+    *,
+    delivery: Callable[[Accepted, int], Any] = wire.delivery,
+    pack: Callable[[list[Any]], Any] | None = None,
 ) -> list[Any]:
     """Encoded delivery frames (bytes) and control frames (messages mapped by `control`, None
-    drops one; pre-encoded frames pass unchanged)."""
+    drops one; pre-encoded frames pass unchanged). Another encoding (JSON) supplies its own
+    `delivery` (one delivery, cached per message) and `pack` (a run of them into one frame)."""
+    if pack is None:
+        pack = functools.partial(wire.deliveries_frame, deliveries_field)
     out: list[Any] = []
-    parts: list[bytes] = []
+    parts: list[Any] = []
     size = 0
-    delivery = wire.delivery
     for item in items:
         if type(item) is tuple:
             part = delivery(item[0], item[1])
             parts.append(part)
             size += len(part)
             if size >= max_bytes:
-                out.append(wire.deliveries_frame(deliveries_field, parts))
+                out.append(pack(parts))
                 parts, size = [], 0
             continue
         if parts:
-            out.append(wire.deliveries_frame(deliveries_field, parts))
+            out.append(pack(parts))
             parts, size = [], 0
         mapped = item if type(item) is bytes else control(item)
         if mapped is not None:
             out.append(mapped)
     if parts:
-        out.append(wire.deliveries_frame(deliveries_field, parts))
+        out.append(pack(parts))
     return out

@@ -9,7 +9,8 @@ import pytest
 from google.protobuf import json_format
 
 from agentplex.core.globmatch import glob_match
-from agentplex.edges.redis.codec import Refused, decode_frame, decode_publish, to_json
+from agentplex.edges.frames import Refused, parse_json_frame, to_json
+from agentplex.edges.redis.codec import decode_publish
 from agentplex.edges.redis.ingress import allow_list
 from agentplex.edges.redis.names import Names
 from agentplex.redisconn import Backoff, redacted
@@ -88,14 +89,14 @@ def test_bad_json_envelopes_are_refused_with_the_reason(data: bytes, names: str)
 
 
 def test_frames_decode_and_bad_ones_keep_their_ref() -> None:
-    frame = decode_frame(b'{"ref": "r1", "hello": {"card": {"id": "a1"}}}')
+    frame = parse_json_frame(b'{"ref": "r1", "hello": {"card": {"id": "a1"}}}')
     assert frame.ref == "r1" and frame.hello.card.id == "a1"
     with pytest.raises(Refused) as err:
-        decode_frame(b'{"ref": "r2", "helo": {}}')
+        parse_json_frame(b'{"ref": "r2", "helo": {}}')
     assert err.value.ref == "r2" and "helo" in err.value.reason
     for junk in (b"nope", b"[1]", b'{"ref": 5, "x": 1}'):
         with pytest.raises(Refused) as err:
-            decode_frame(junk)
+            parse_json_frame(junk)
         assert err.value.ref == ""
 
 
