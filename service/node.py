@@ -9,6 +9,7 @@ from types import TracebackType
 
 from agentplex.config import Settings
 from agentplex.edges.redis import RedisEdge
+from agentplex.edges.websocket import WebSocketEdge
 from agentplex.hub import Hub
 from agentplex.rpc.server import GrpcServer
 
@@ -23,6 +24,7 @@ class HubNode:
         self.hub = Hub(settings)
         self.grpc = GrpcServer(self.hub)
         self.redis_edge = RedisEdge(self.hub) if settings.redis_edge.enabled else None
+        self.websocket = WebSocketEdge(self.hub)
         self.grpc_port = 0
         self._health: asyncio.Task[None] | None = None
 
@@ -30,10 +32,15 @@ class HubNode:
     def grpc_address(self) -> str:
         return f"{self.settings.server.host}:{self.grpc_port}"
 
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.settings.server.host}:{self.websocket.port}"
+
     async def start(self) -> None:
         await self.hub.start()
         server = self.settings.server
         self.grpc_port = await self.grpc.start(server.host, server.grpc_port)
+        await self.websocket.start(server.host, server.ws_port)
         if self.redis_edge is not None:
             await self.redis_edge.start()
         self._health = asyncio.get_running_loop().create_task(self._follow_engine())
@@ -52,6 +59,7 @@ class HubNode:
             self._health.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health
+        await self.websocket.stop()
         await self.grpc.stop(grace)
         if self.redis_edge is not None:
             await self.redis_edge.stop()

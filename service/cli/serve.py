@@ -87,7 +87,8 @@ async def _serve(settings: Any) -> None:
     stop = stop_on_signals()
     print(
         f"agentplex {settings.env} hub {node.hub.node} on engine {node.hub.engine.name}\n"
-        f"  grpc  {node.grpc_address}",
+        f"  grpc  {node.grpc_address}\n"
+        f"  ws    {node.ws_url}/v1/connect",
         flush=True,
     )
     if settings.engine.name == "redis":

@@ -11,7 +11,9 @@ from agentplex.core import wire
 from agentplex.core.channel_log import Accepted
 from agentplex.core.outbox import Item
 
-MAX_FRAME_BYTES = 1024 * 1024
+# A frame of deliveries stays under 1 MiB, the default message limit of gRPC and of most
+# WebSocket clients (a few KiB are left for the frame's own fields).
+MAX_FRAME_BYTES = 1024 * 1024 - 4096
 
 
 def frames(
@@ -34,11 +36,11 @@ def frames(
     for item in items:
         if type(item) is tuple:
             part = delivery(item[0], item[1])
-            parts.append(part)
-            size += len(part)
-            if size >= max_bytes:
+            if parts and size + len(part) > max_bytes:
                 out.append(pack(parts))
                 parts, size = [], 0
+            parts.append(part)
+            size += len(part)
             continue
         if parts:
             out.append(pack(parts))

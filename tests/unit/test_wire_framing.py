@@ -199,7 +199,8 @@ def describe(out: list[Any]) -> list[Any]:
 
 def reference(items: list[Item], max_bytes: int, drop: set[str]) -> list[Any]:
     """The specification: each run of deliveries between control items is cut greedily into
-    frames that end as soon as they reach max_bytes; control items keep their place."""
+    frames that never go over max_bytes (a delivery larger than that travels alone); control
+    items keep their place."""
     out: list[Any] = []
     run: list[tuple[Accepted, int]] = []
 
@@ -207,11 +208,12 @@ def reference(items: list[Item], max_bytes: int, drop: set[str]) -> list[Any]:
         chunk: list[tuple[str, int]] = []
         size = 0
         for e, a in run:
-            chunk.append((e.envelope.id, a))
-            size += len(wire.delivery(e, a))
-            if size >= max_bytes:
+            part = len(wire.delivery(e, a))
+            if chunk and size + part > max_bytes:
                 out.append(("D", chunk))
                 chunk, size = [], 0
+            chunk.append((e.envelope.id, a))
+            size += part
         if chunk:
             out.append(("D", chunk))
         run.clear()
@@ -287,10 +289,14 @@ def test_frames_oversized_delivery_goes_alone() -> None:
     big = (accepted("big", payload=b"x" * 5000), 1)
     small = (accepted("small"), 1)
     out = framing.frames([small, big, small, small], 3, max_bytes=1000)
-    assert describe(out) == [("D", [("small", 1), ("big", 1)]), ("D", [("small", 1), ("small", 1)])]
+    assert describe(out) == [
+        ("D", [("small", 1)]),
+        ("D", [("big", 1)]),
+        ("D", [("small", 1), ("small", 1)]),
+    ]
 
 
-def test_frame_is_cut_exactly_when_it_reaches_max_bytes() -> None:
+def test_frame_never_goes_over_max_bytes() -> None:
     runs = [(accepted(f"m{i}", i + 1), 1) for i in range(4)]
     part = len(wire.delivery(*runs[0]))  # every part has the same size
     assert all(len(wire.delivery(*item)) == part for item in runs)
@@ -300,9 +306,9 @@ def test_frame_is_cut_exactly_when_it_reaches_max_bytes() -> None:
         ("D", ids[:2]),
         ("D", ids[2:]),
     ]
-    assert describe(framing.frames(items, 3, max_bytes=2 * part + 1)) == [
-        ("D", ids[:3]),
-        ("D", ids[3:]),
+    assert describe(framing.frames(items, 3, max_bytes=3 * part - 1)) == [
+        ("D", ids[:2]),
+        ("D", ids[2:]),
     ]
     assert describe(framing.frames(items, 3, max_bytes=part)) == [("D", [i]) for i in ids]
 

@@ -1,0 +1,68 @@
+"""The WebSocket edge: `ws://HOST:WS_PORT/v1/connect` carries the session protocol (see
+connection.py); the same HTTP port answers other paths through `routes`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from agentplex.edges.websocket.connection import SUBPROTOCOLS, serve_websocket
+from agentplex.hub import Hub
+
+log = logging.getLogger("agentplex.edges.websocket")
+
+CONNECT_PATH = "/v1/connect"
+
+
+def _select_subprotocol(ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """The client's first choice among ours; none offered (a plain browser socket): JSON."""
+    return next((s for s in offered if s in SUBPROTOCOLS), None)
+
+
+class WebSocketEdge:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.port = 0
+        self._server: Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        session = self.hub.settings.session
+        try:
+            self._server = await serve(
+                self._connected,
+                host,
+                port,
+                select_subprotocol=_select_subprotocol,
+                process_request=self._route,
+                compression="deflate",
+                max_size=self.hub.settings.server.max_message_bytes,
+                ping_interval=session.heartbeat_interval,
+                ping_timeout=session.heartbeat_timeout,
+            )
+        except OSError as err:
+            raise OSError(
+                f"cannot bind WebSocket on {host}:{port}: {err.strerror} "
+                "(--ws-port, server.ws_port)"
+            ) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def _route(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Upgrade on the connect path; answer anything else over plain HTTP."""
+        if urlsplit(request.path).path == CONNECT_PATH:
+            return None
+        return ws.respond(HTTPStatus.NOT_FOUND, f"not found; sessions are at {CONNECT_PATH}\n")
+
+    async def _connected(self, ws: ServerConnection) -> None:
+        await serve_websocket(self.hub, ws)
