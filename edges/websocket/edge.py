@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -13,11 +12,13 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from agentplex.edges.websocket.connection import SUBPROTOCOLS, serve_websocket
+from agentplex.edges.websocket.http import Route, answer
 from agentplex.hub import Hub
 
 log = logging.getLogger("agentplex.edges.websocket")
 
 CONNECT_PATH = "/v1/connect"
+ROUTES: dict[str, Route] = {}
 
 
 def _select_subprotocol(ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -58,11 +59,11 @@ class WebSocketEdge:
             self._server.close()
             await self._server.wait_closed()
 
-    def _route(self, ws: ServerConnection, request: Request) -> Response | None:
+    async def _route(self, ws: ServerConnection, request: Request) -> Response | None:
         """Upgrade on the connect path; answer anything else over plain HTTP."""
         if urlsplit(request.path).path == CONNECT_PATH:
             return None
-        return ws.respond(HTTPStatus.NOT_FOUND, f"not found; sessions are at {CONNECT_PATH}\n")
+        return await answer(ROUTES, self.hub, request)
 
     async def _connected(self, ws: ServerConnection) -> None:
         await serve_websocket(self.hub, ws)
