@@ -13,12 +13,14 @@ from websockets.typing import Subprotocol
 
 from agentplex.edges.websocket.connection import SUBPROTOCOLS, serve_websocket
 from agentplex.edges.websocket.http import Route, answer
+from agentplex.edges.websocket.metrics import metrics
 from agentplex.hub import Hub
 
 log = logging.getLogger("agentplex.edges.websocket")
 
 CONNECT_PATH = "/v1/connect"
-ROUTES: dict[str, Route] = {}
+CLOSE_TIMEOUT = 2.0  # seconds a closing peer gets before its connection is dropped
+ROUTES: dict[str, Route] = {"/metrics": metrics}
 
 
 def _select_subprotocol(ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -45,6 +47,7 @@ class WebSocketEdge:
                 max_size=self.hub.settings.server.max_message_bytes,
                 ping_interval=session.heartbeat_interval,
                 ping_timeout=session.heartbeat_timeout,
+                close_timeout=CLOSE_TIMEOUT,
             )
         except OSError as err:
             raise OSError(

@@ -34,6 +34,9 @@ class SessionManager:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def all(self) -> list[Session]:
+        return list(self._sessions.values())
+
     def holding(self, agent_id: str) -> Session | None:
         return self._by_agent.get(agent_id)
 

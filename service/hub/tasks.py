@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentplex.core import authz, tasks as machine
 from agentplex.core.channel_log import Accepted
+from agentplex.core.histogram import Histogram
 from agentplex.core.principal import Principal
 from agentplex.core.routing import Needs, RoutingTable, slot_of
 from agentplex.core.validation import check_id
@@ -100,6 +101,7 @@ class TaskManager:
         self._finished: deque[tuple[int, str]] = deque()  # (completed ns, task id), in order
         self._missed: dict[str, list[ss.ConnectResponse]] = {}  # for detached sessions
         self._events = _TaskEvents(self)
+        self.routing = Histogram()  # seconds per routing decision
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -489,7 +491,9 @@ class TaskManager:
                     task.target_agent_id,
                     self._rejected.get(task.id, ()),
                 )
+                started = time.perf_counter()
                 agent_id = table.route(needs)
+                self.routing.observe(time.perf_counter() - started)
                 if agent_id is None:
                     skipped += 1
                 else:
