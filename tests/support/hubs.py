@@ -16,6 +16,7 @@ from typing import Any
 from agentplex.config import Settings, load_settings
 
 ADDRESS = re.compile(r"grpc\s+(\S+:\d+)")
+WS_URL = re.compile(r"ws\s+(ws://\S+)")
 
 
 def fast_settings(**sections: dict[str, Any]) -> Settings:
@@ -42,7 +43,8 @@ def fast_settings(**sections: dict[str, Any]) -> Settings:
 def serve_process(
     *args: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run `agentplex serve --grpc-port 0 ...` and yield (process, grpc address)."""
+    """Run `agentplex serve --grpc-port 0 ...` and yield (process, grpc address); the
+    WebSocket URL it prints is `process.ws_url`."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentplex", "serve", "--grpc-port", "0", "--ws-port", "0", *args],
         stdout=subprocess.PIPE,
@@ -51,17 +53,18 @@ def serve_process(
         env={**os.environ, **(env or {})},
     )
     try:
-        address = ""
+        address = ws_url = ""
         deadline = time.monotonic() + 20
         assert proc.stdout is not None
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (address and ws_url):
             line = proc.stdout.readline()
             if not line:
                 break
-            found = ADDRESS.search(line)
-            if found:
+            if found := ADDRESS.search(line):
                 address = found.group(1)
-                break
+            if found := WS_URL.search(line):
+                ws_url = found.group(1)
+        proc.ws_url = ws_url  # type: ignore[attr-defined]
         if not address:
             raise RuntimeError(f"agentplex serve did not start (exit {proc.poll()})")
         # Keep reading what the hub prints, so its log never fills the pipe and stalls it.
