@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -19,6 +20,15 @@ from agentplex.hub import Hub
 log = logging.getLogger("agentplex.edges.websocket")
 
 CONNECT_PATH = "/v1/connect"
+# permessage-deflate without context takeover either way: no zlib state is kept between
+# messages, so an idle session holds no compressor (about 40 KB each otherwise); a small window
+# keeps the per-message cost low.
+DEFLATE = ServerPerMessageDeflateFactory(
+    server_no_context_takeover=True,
+    client_no_context_takeover=True,
+    server_max_window_bits=12,
+    compress_settings={"memLevel": 5},
+)
 CLOSE_TIMEOUT = 2.0  # seconds a closing peer gets before its connection is dropped
 ROUTES: dict[str, Route] = {"/metrics": metrics}
 
@@ -43,7 +53,8 @@ class WebSocketEdge:
                 port,
                 select_subprotocol=_select_subprotocol,
                 process_request=self._route,
-                compression="deflate",
+                compression=None,  # negotiated by the extension below
+                extensions=[DEFLATE],
                 max_size=self.hub.settings.server.max_message_bytes,
                 ping_interval=session.heartbeat_interval,
                 ping_timeout=session.heartbeat_timeout,

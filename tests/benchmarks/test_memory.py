@@ -23,6 +23,8 @@ import pytest
 from agentplex.client import Client, Session, Subscription
 from agentplex.v1 import agent_pb2
 from tests.benchmarks.helpers import hub_process, report, round_seconds, sized
+from tests.support import ws_sessions
+from tests.support.hubs import serve_process
 
 COUNT = 1000
 WINDOW = 100  # streams opened concurrently
@@ -160,3 +162,43 @@ async def _connect(address: str) -> Client:
     client = Client(address)
     await client.wait_ready()
     return client
+
+
+WS_COUNT = 10_000
+
+
+@pytest.mark.benchmark(group="memory")
+@pytest.mark.parametrize("compression", ["deflate", None], ids=["deflate", "no-compression"])
+def test_idle_memory_websocket_sessions(
+    benchmark: Any, runner: asyncio.Runner, compression: str | None
+) -> None:
+    """10,000 idle WebSocket sessions (hello, nothing else), with permessage-deflate negotiated
+    or not. Target: under 30 KB per session with it."""
+    count = sized(benchmark, WS_COUNT, WINDOW)
+    idle = {
+        "AGENTPLEX_SESSION__HEARTBEAT_TIMEOUT": "3600",
+        "AGENTPLEX_SESSION__HEARTBEAT_INTERVAL": "600",
+    }
+    with serve_process("--log-level", "WARNING", env=idle) as (popen, _):
+        proc = psutil.Process(popen.pid)
+        start = settled_rss(proc, runner)
+        sessions: list[Any] = []
+
+        async def open_all() -> None:
+            url = popen.ws_url  # type: ignore[attr-defined]
+            sessions.extend(await ws_sessions.open_sessions(url, count, compression=compression))
+
+        began = time.perf_counter()
+        benchmark.pedantic(lambda: runner.run(open_all()), rounds=1)
+        elapsed = time.perf_counter() - began
+        assert len(sessions) == count
+        loaded = settled_rss(proc, runner)
+        runner.run(ws_sessions.close_all(sessions))
+        closed = settled_rss(proc, runner)
+        assert proc.is_running()
+    report(
+        benchmark,
+        f"idle hub RSS, {count:,} WebSocket sessions, compression {compression or 'off'}",
+        target_kb_per_connection=30 if compression else None,
+        **memory_figures(benchmark, count, start, loaded, closed, elapsed),
+    )

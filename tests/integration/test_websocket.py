@@ -131,6 +131,7 @@ async def test_websocket_publisher_and_grpc_subscriber_agree(
 
 async def test_raw_json_text_frames_as_a_browser_sends_them(node: HubNode, client: Client) -> None:
     async with connect(f"{node.ws_url}/v1/connect") as ws:  # no subprotocol: JSON
+        assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"]
         await ws.send('{"ref": "h", "hello": {"card": {"id": "browser"}}}')
         welcome = await recv_json(ws, "h")
         assert welcome["ref"] == "h" and welcome["welcome"]["agentId"] == "browser"
