@@ -97,6 +97,11 @@ def repeated(field_number: int, bodies: Iterable[bytes]) -> bytes:
     return b"".join(field_header(field_number, len(body)) + body for body in bodies)
 
 
+def message(number: int, body: bytes) -> bytes:
+    """A length-delimited field: an embedded message, bytes or UTF-8 text."""
+    return field_header(number, len(body)) + body
+
+
 def publish_receipt(ref: str, results: list[bytes]) -> bytes:
     """`ConnectResponse{ref, receipt: Receipt{published: results}}`."""
     receipt = repeated(1, results)

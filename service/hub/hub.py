@@ -164,8 +164,7 @@ class Hub:
         self, envelopes: Sequence[envelope_pb2.Envelope], sender: str
     ) -> list[Outcome]:
         now = time.time_ns()
-        stamp = Timestamp()
-        stamp.FromNanoseconds(now)
+        stamp = Timestamp(seconds=now // 1_000_000_000, nanos=now % 1_000_000_000)
         prefix, ids = self._id_prefix, self._ids
         sha256 = hashlib.sha256
         for env in envelopes:
