@@ -114,10 +114,16 @@ class Hub:
     # Fan-out --------------------------------------------------------------------------------
 
     def _on_publications(self, entries: Sequence[Accepted]) -> None:
+        """Hand each entry to its channel's subscribers; the subscribers of a run of entries on
+        one channel (a batch, usually) are looked up once."""
         match = self.index.match
         delivered = 0
+        channel = None
+        subscribers: tuple[Subscriber, ...] = ()
         for entry in entries:
-            subscribers = match(entry.channel)
+            if entry.channel != channel:
+                channel = entry.channel
+                subscribers = match(channel)
             delivered += len(subscribers)
             for subscriber in subscribers:
                 subscriber.deliver(entry)
