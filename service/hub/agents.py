@@ -71,18 +71,20 @@ class Agents:
                     and (existing.status != registry.OFFLINE)
                 ):
                     raise AlreadyExists(f"agent {card.id!r} is registered on node {existing.node}")
+        now = time.time_ns()
         agent = registry.new_agent(
             card,
             owner=principal.id,
             transport=transport,
             node=self.hub.node,
-            now_ns=time.time_ns(),
+            now_ns=now,
             default_max_tasks=self.hub.settings.agents.default_max_concurrent_tasks,
         )
         await self.engine.put_agent(agent)
+        agent_id = agent.card.id  # the card may have left it to the hub
         if not session_id:
-            self._unary[agent.card.id] = time.time_ns()
-        audit.info("agent registered: %s by %s", agent.card.id, principal.id)
+            self._unary[agent_id] = now
+        audit.info("agent registered: %s by %s", agent_id, principal.id)
         await self._emit(agent_pb2.AGENT_EVENT_TYPE_JOINED, agent, "registered")
         return agent
 

@@ -148,6 +148,7 @@ class Hub:
     ) -> list[Outcome]:
         """Accept a batch whole or refuse it whole, naming the first bad envelope. Checks that
         depend only on the channel run once per distinct channel of the batch."""
+        envelopes = list(envelopes)  # one wrapper per element of a repeated field, made once
         limits = self.limits
         check_batch_size(len(envelopes), limits)
         single = len(envelopes) == 1
