@@ -131,10 +131,12 @@ class Client:
         self, envelopes: Iterable[envelope_pb2.Envelope]
     ) -> list[envelope_pb2.PublishResult]:
         """Publish several envelopes in one request: all are accepted or none."""
+        envelopes = list(envelopes)
         request = ms.PublishBatchRequest(envelopes=envelopes)
         response = await self._call(self.messaging.PublishBatch, request)
         results = list(response.results)
-        for env, result in zip(request.envelopes, results, strict=True):
+        # Named from the caller's envelopes (the request's copies would each need a wrapper).
+        for env, result in zip(envelopes, results, strict=True):
             result.id, result.channel = env.id, env.channel  # left out on the wire
         return results
 
@@ -351,9 +353,10 @@ class Subscription:
                         self.ready.set()
                         delay = 0.05
                         continue
+                    advance = self.positions.advance
                     for delivery in response.deliveries.deliveries:
                         env = delivery.envelope
-                        if self.positions.advance(env.channel, env.position):
+                        if advance(env.channel, env.position):
                             yield env
                 return
             except grpc.RpcError as err:

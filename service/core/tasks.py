@@ -104,7 +104,7 @@ def check_submission(task: task_pb2.Task, limits: Limits, max_attempts: int) -> 
             f"task input and context are {size} bytes, over the limit of "
             f"{limits.max_payload_bytes} (limits.max_payload_bytes)"
         )
-    check_map(task.labels, "task.labels", limits, limits.max_labels, "limits.max_labels")
+    check_map(task.labels, "task.labels", limits, limits.max_labels, "limits.max_labels", task)
     check_text(task.context.git_ref, "task.context.git_ref", limits)
 
 

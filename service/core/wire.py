@@ -19,10 +19,15 @@ _SMALL = [bytes([n]) for n in range(128)]
 
 
 def varint(n: int) -> bytes:
+    """Protobuf's base-128 encoding; up to four bytes (seq numbers, lengths) without a loop."""
     if n < 128:
         return _SMALL[n]
     if n < 16384:
         return bytes(((n & 0x7F) | 0x80, n >> 7))
+    if n < 2097152:
+        return bytes(((n & 0x7F) | 0x80, (n >> 7 & 0x7F) | 0x80, n >> 14))
+    if n < 268435456:
+        return bytes(((n & 0x7F) | 0x80, (n >> 7 & 0x7F) | 0x80, (n >> 14 & 0x7F) | 0x80, n >> 21))
     out = bytearray()
     while n >= 128:
         out.append((n & 0x7F) | 0x80)
@@ -64,6 +69,9 @@ def deliveries_frame(field_number: int, parts: Iterable[bytes]) -> bytes:
 
 
 def _text(tag: bytes, value: str) -> bytes:
+    """A string field; empty (protobuf's default) is left out."""
+    if not value:
+        return b""
     data = value.encode()
     return tag + varint(len(data)) + data
 
@@ -83,26 +91,25 @@ def publish_results(
         if epoch_field is None:
             epoch_field = epochs[epoch] = _text(b"\x12", epoch)
         position = b"\x08" + varint(seq) + epoch_field
-        names = b""
+        body = b"\x1a" + varint(len(position)) + position + _text(b"\x22", sha256)
+        if duplicate:
+            body += b"\x28\x01"
         if envelopes is not None:
             env = envelopes[i]
-            names = (_text(b"\x0a", env.id) if env.id else b"") + (
-                _text(b"\x12", env.channel) if env.channel else b""
-            )
-        out.append(
-            names
-            + b"\x1a"
-            + varint(len(position))
-            + position
-            + _text(b"\x22", sha256)
-            + (b"\x28\x01" if duplicate else b"")
-        )
+            body = _text(b"\x0a", env.id) + _text(b"\x12", env.channel) + body
+        out.append(body)
     return out
 
 
 def repeated(field_number: int, bodies: Iterable[bytes]) -> bytes:
     """Encoded bodies as a repeated message field."""
-    return b"".join(field_header(field_number, len(body)) + body for body in bodies)
+    tag = varint(field_number << 3 | 2)
+    return b"".join([tag + varint(len(body)) + body for body in bodies])
+
+
+def message(number: int, body: bytes) -> bytes:
+    """A length-delimited field: an embedded message, bytes or UTF-8 text."""
+    return field_header(number, len(body)) + body
 
 
 def publish_receipt(ref: str, results: list[bytes]) -> bytes:

@@ -9,7 +9,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from agentplex.core import authz, registry
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agentplex.core import authz, registry, wire
 from agentplex.core.channel_log import Accepted
 from agentplex.core.principal import Principal
 from agentplex.core.validation import check_card, check_enum, check_id
@@ -24,6 +26,10 @@ audit = logging.getLogger("agentplex.audit")
 SYS_AGENTS = "_sys.agents"
 AGENT_EVENT_TYPE = "agentplex.v1.AgentEvent"
 PROTOBUF = "application/x-protobuf"
+# What every `_sys.agents` envelope holds besides its payload (field 5), encoded once.
+_EVENT_ENVELOPE = envelope_pb2.Envelope(
+    channel=SYS_AGENTS, content_type=PROTOBUF, headers={"type": AGENT_EVENT_TYPE}
+).SerializeToString()
 
 
 class Agents:
@@ -65,18 +71,20 @@ class Agents:
                     and (existing.status != registry.OFFLINE)
                 ):
                     raise AlreadyExists(f"agent {card.id!r} is registered on node {existing.node}")
+        now = time.time_ns()
         agent = registry.new_agent(
             card,
             owner=principal.id,
             transport=transport,
             node=self.hub.node,
-            now_ns=time.time_ns(),
+            now_ns=now,
             default_max_tasks=self.hub.settings.agents.default_max_concurrent_tasks,
         )
         await self.engine.put_agent(agent)
+        agent_id = agent.card.id  # the card may have left it to the hub
         if not session_id:
-            self._unary[agent.card.id] = time.time_ns()
-        audit.info("agent registered: %s by %s", agent.card.id, principal.id)
+            self._unary[agent_id] = now
+        audit.info("agent registered: %s by %s", agent_id, principal.id)
         await self._emit(agent_pb2.AGENT_EVENT_TYPE_JOINED, agent, "registered")
         return agent
 
@@ -175,14 +183,18 @@ class Agents:
             await self.hub.unlisten(watcher, SYS_AGENTS)
 
     async def _emit(self, kind: int, agent: agent_pb2.Agent, reason: str) -> None:
-        event = agent_pb2.AgentEvent(type=kind, agent=agent, reason=reason)  # type: ignore[arg-type]
-        event.time.FromNanoseconds(time.time_ns())
-        env = envelope_pb2.Envelope(
-            channel=SYS_AGENTS,
-            content_type=PROTOBUF,
-            headers={"type": AGENT_EVENT_TYPE},
-            payload=event.SerializeToString(),
+        """Announce an AgentEvent on `_sys.agents`. The event and its envelope are encoded
+        around the agent's own encoding: building them as messages would copy the agent."""
+        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        event = b"".join(
+            (
+                wire.varint(1 << 3) + wire.varint(kind),  # type
+                wire.message(2, agent.SerializeToString()),
+                wire.message(3, Timestamp(seconds=seconds, nanos=nanos).SerializeToString()),
+                wire.message(4, reason.encode()),
+            )
         )
+        env = envelope_pb2.Envelope.FromString(_EVENT_ENVELOPE + wire.message(5, event))
         await self.hub.publish_system([env])
 
     # Liveness of agents registered without a session ----------------------------------------

@@ -122,10 +122,16 @@ class Hub:
     # Fan-out --------------------------------------------------------------------------------
 
     def _on_publications(self, entries: Sequence[Accepted]) -> None:
+        """Hand each entry to its channel's subscribers; the subscribers of a run of entries on
+        one channel (a batch, usually) are looked up once."""
         match = self.index.match
         delivered = 0
+        channel = None
+        subscribers: tuple[Subscriber, ...] = ()
         for entry in entries:
-            subscribers = match(entry.channel)
+            if entry.channel != channel:
+                channel = entry.channel
+                subscribers = match(channel)
             delivered += len(subscribers)
             for subscriber in subscribers:
                 subscriber.deliver(entry)
@@ -150,6 +156,7 @@ class Hub:
     ) -> list[Outcome]:
         """Accept a batch whole or refuse it whole, naming the first bad envelope. Checks that
         depend only on the channel run once per distinct channel of the batch."""
+        envelopes = list(envelopes)  # one wrapper per element of a repeated field, made once
         limits = self.limits
         check_batch_size(len(envelopes), limits)
         single = len(envelopes) == 1
@@ -172,8 +179,7 @@ class Hub:
         self, envelopes: Sequence[envelope_pb2.Envelope], sender: str
     ) -> list[Outcome]:
         now = time.time_ns()
-        stamp = Timestamp()
-        stamp.FromNanoseconds(now)
+        stamp = Timestamp(seconds=now // 1_000_000_000, nanos=now % 1_000_000_000)
         prefix, ids = self._id_prefix, self._ids
         sha256 = hashlib.sha256
         for env in envelopes:
