@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from agentplex.client import Client
+from agentplex.client import Client, envelope
 from agentplex.config import Settings
 from agentplex.node import HubNode
 from agentplex.v1 import session_service_pb2 as ss, task_pb2
@@ -232,7 +232,7 @@ async def test_a_slow_consumer_is_closed_while_others_go_on(
         while closed is None and sent < 20_000:  # the slow one reads nothing meanwhile
             await client.publish_batch(
                 # Incompressible: permessage-deflate would shrink repeated bytes to nothing.
-                [{"channel": "flood", "payload": os.urandom(1000)} for _ in range(100)]  # type: ignore[misc]
+                [envelope("flood", os.urandom(1000)) for _ in range(100)]
             )
             sent += 100
             await healthy.deliveries(100)
