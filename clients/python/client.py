@@ -9,9 +9,10 @@ async with Client("127.0.0.1:50051") as hub:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -54,6 +55,11 @@ def channel_options() -> list[tuple[str, int]]:
     ]
 
 
+# Envelope ids: random per process, then counted: unique without an OS random read per envelope.
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count(1)
+
+
 def envelope(
     channel: str,
     payload: bytes | str,
@@ -67,7 +73,7 @@ def envelope(
     """Build an envelope. A client-chosen id makes retries safe: the hub stores it once."""
     data, content_type = as_bytes(payload, content_type)
     return envelope_pb2.Envelope(
-        id=id or uuid.uuid4().hex,
+        id=id or f"{_ID_PREFIX}-{next(_ID_COUNTER)}",
         channel=channel,
         payload=data,
         content_type=content_type,
