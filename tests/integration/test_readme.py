@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -16,8 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
 
 from agentplex.client import SyncClient
+from agentplex.node import HubNode
 from tests.support.hubs import serve_process
 from tests.support.redis_server import RedisServer, find_redis_server, redis_server
 
@@ -187,3 +190,17 @@ def test_redis_engine_commands_run(private_redis: RedisServer) -> None:
             b"from the second",
         ]
         assert [e.position.seq for e in page.envelopes] == [1, 2]
+
+
+async def test_websocket_frames_run(node: HubNode) -> None:
+    """The JSON frames the WebSocket section types, sent as written: none is refused."""
+    block = next(code for lang, code in BLOCKS if lang == "sh" and "python -m websockets" in code)
+    frames = [line[2:] for line in block.splitlines() if line.startswith("> ")]
+    assert frames
+    async with connect(f"{node.ws_url}/v1/connect") as ws:
+        for frame in frames:
+            await ws.send(frame)
+            ref = json.loads(frame)["ref"]
+            while (answer := json.loads(await asyncio.wait_for(ws.recv(), 5))).get("ref") != ref:
+                pass
+            assert "error" not in answer, answer
