@@ -60,6 +60,17 @@ def _guarded(
     return call
 
 
+def _pack(envelopes: list[envelope_pb2.Envelope]) -> bytes:
+    """The publish script's envelope argument: per envelope the lengths of its id, sha256 and
+    encoding (without a position), a newline, then the three."""
+    parts = []
+    for env in envelopes:
+        env.ClearField("position")
+        key, sha, raw = env.id.encode(), env.sha256.encode(), env.SerializeToString()
+        parts += (b"%d %d %d\n" % (len(key), len(sha), len(raw)), key, sha, raw)
+    return b"".join(parts)
+
+
 def _corrupt(channel: str, seq: int, epoch: str, created_ns: int) -> Accepted:
     """An entry whose stored bytes do not decode: an envelope with no sha256, so the hub's
     integrity check (which reads every entry) counts it and never delivers it."""
@@ -171,9 +182,7 @@ class RedisEngine(Engine):
                 self.keys.fan(channel),
                 self._node,
             ]
-            for env in group:
-                env.ClearField("position")
-                args += (env.id, env.sha256, env.SerializeToString())
+            args.append(_pack(group))
             calls.append(self._publish(keys=self.keys.channel(channel), args=args))
         replies = await asyncio.gather(*calls)
         found: dict[int, Outcome] = {}

@@ -28,7 +28,9 @@ end
 
 # KEYS: meta, log, ids, idx (see Keys.channel). ARGV: now_ms, history_size, history_ttl_ms,
 # dedup_window_ms, dedup_size, an epoch for a channel Redis does not know, the fan-out pub/sub
-# channel, this node's id, then id, sha256 and encoded envelope per envelope.
+# channel, this node's id, and the envelopes in one argument (one argument, not three per
+# envelope, keeps the client's command encoding cheap): per envelope "len(id) len(sha256)
+# len(encoded)\n" then the id, the sha256 and the encoded envelope.
 # Returns the epoch, then seq, duplicate (0/1) and sha256 per envelope. What it accepted goes
 # out as one pub/sub message (see fanout.decode_publications): "epoch node created_ms\n", then
 # per envelope "seq length\n" and the envelope's bytes.
@@ -57,22 +59,38 @@ end
 local fan = ARGV[7]
 local out = {epoch}
 local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. now .. '\\n'}
-for i = 9, #ARGV, 3 do
-  local id, sha = ARGV[i], ARGV[i + 1]
-  local hit = redis.call('HGET', ids, id)
-  local expiry = hit and redis.call('ZSCORE', idx, id)
-  if expiry and tonumber(expiry) >= now then
+local blob, at = ARGV[9], 1
+while at <= #blob do
+  local line = string.find(blob, '\\n', at, true)
+  local a, b, c = string.match(string.sub(blob, at, line - 1), '^(%d+) (%d+) (%d+)$')
+  local id_end = line + tonumber(a)
+  local sha_end = id_end + tonumber(b)
+  local raw_end = sha_end + tonumber(c)
+  local id = string.sub(blob, line + 1, id_end)
+  local sha = string.sub(blob, id_end + 1, sha_end)
+  local raw = string.sub(blob, sha_end + 1, raw_end)
+  at = raw_end + 1
+  -- The common case, a new id, costs one HSETNX; a known one is a duplicate while its expiry
+  -- has not passed.
+  local hit = nil
+  if redis.call('HSETNX', ids, id, (top + 1) .. ':' .. sha) == 0 then
+    hit = redis.call('HGET', ids, id)
+    if tonumber(redis.call('ZSCORE', idx, id) or 0) < now then
+      hit = nil
+      redis.call('HSET', ids, id, (top + 1) .. ':' .. sha)
+    end
+  end
+  if hit then
     local sep = string.find(hit, ':', 1, true)
     out[#out + 1] = tonumber(string.sub(hit, 1, sep - 1))
     out[#out + 1] = 1
     out[#out + 1] = string.sub(hit, sep + 1)
   else
     top = top + 1
-    redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'e', ARGV[i + 2])
-    redis.call('HSET', ids, id, top .. ':' .. sha)
+    redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'e', raw)
     redis.call('ZADD', idx, now + window, id)
-    fanned[#fanned + 1] = top .. ' ' .. #ARGV[i + 2] .. '\\n'
-    fanned[#fanned + 1] = ARGV[i + 2]
+    fanned[#fanned + 1] = top .. ' ' .. #raw .. '\\n'
+    fanned[#fanned + 1] = raw
     out[#out + 1] = top
     out[#out + 1] = 0
     out[#out + 1] = sha
