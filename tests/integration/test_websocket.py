@@ -19,9 +19,11 @@ from websockets.exceptions import ConnectionClosed
 from agentplex.client import Client, envelope
 from agentplex.config import Settings
 from agentplex.node import HubNode
-from agentplex.v1 import session_service_pb2 as ss, task_pb2
+from agentplex.v1 import agent_pb2, session_service_pb2 as ss, task_pb2
 from tests.conftest import ENGINES, engine_settings
-from tests.support.streams import take
+from tests.integration.test_sessions import has_status
+from tests.support.hubs import fast_settings
+from tests.support.streams import take, until
 
 JSON, PROTO = "agentplex.v1.json", "agentplex.v1.proto"
 
@@ -255,3 +257,17 @@ async def test_an_agent_over_websocket_does_a_task(open_peer: Any, client: Clien
     result = task_pb2.Payload(data=b"rendered")
     await agent.send(task_update=ss.TaskUpdate(task_id=task_id, attempt=attempt, result=result))
     assert (await handle.result()).data == b"rendered"
+
+
+async def test_a_dead_peer_is_noticed_by_keepalive() -> None:
+    """A client that stops reading (so answers no ping and sends no frame) is dropped after the
+    timeout, and its agent goes OFFLINE for the grace period, as with any dropped session."""
+    session = {"heartbeat_interval": 0.2, "heartbeat_timeout": 0.6, "grace_period": 30.0}
+    async with HubNode(fast_settings(session=session)) as hub, Client(hub.grpc_address) as grpc:
+        ws = await connect(f"{hub.ws_url}/v1/connect", ping_interval=None)
+        await ws.send('{"ref": "h", "hello": {"card": {"id": "ghost"}}}')
+        await recv_json(ws, "h")
+        ws.transport.pause_reading()  # alive at the TCP level, deaf to pings
+        offline = agent_pb2.AGENT_STATUS_OFFLINE
+        await until(lambda: has_status(grpc, "ghost", offline), timeout=10)
+        ws.transport.abort()
