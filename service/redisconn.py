@@ -11,6 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from agentplex.config import EngineSettings
 
@@ -21,9 +23,6 @@ def _options(settings: EngineSettings, url: str) -> dict[str, Any]:
     options: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
-        # A command that timed out may have run: the engine's writes are not blindly retried
-        # (publishes are retried by their envelope id, which makes them idempotent).
-        "retry_on_timeout": False,
     }
     if url.startswith("rediss://"):
         options["ssl_ca_certs"] = settings.redis_tls_ca_file or None
@@ -35,9 +34,14 @@ def _options(settings: EngineSettings, url: str) -> dict[str, Any]:
 def connect(settings: EngineSettings, url: str = "") -> Client:
     """A client for commands: a cluster client when `engine.redis_cluster` is set."""
     url = url or settings.redis_url
+    options = _options(settings, url)
+    # A command that timed out may have run: the engine's writes are not blindly retried
+    # (publishes are retried by their envelope id, which makes them idempotent). The cluster
+    # client retries timeouts by default and takes a `Retry` instead of `retry_on_timeout`;
+    # it still follows MOVED and ASK redirects, which are not retries.
     if settings.redis_cluster:
-        return RedisCluster.from_url(url, **_options(settings, url))
-    return aioredis.Redis.from_url(url, **_options(settings, url))
+        return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+    return aioredis.Redis.from_url(url, retry_on_timeout=False, **options)
 
 
 def connect_pubsub(settings: EngineSettings, url: str = "") -> aioredis.Redis:

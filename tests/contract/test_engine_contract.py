@@ -1,5 +1,6 @@
 """The contract every engine honours. Each test runs against every engine: the memory engine and
-the Redis engine (on a private redis-server, each test under its own key prefix)."""
+the Redis engine, on a private redis-server and on a private Redis Cluster of three masters
+(each test under its own key prefix)."""
 
 from __future__ import annotations
 
@@ -16,25 +17,29 @@ from agentplex.core.channel_log import Accepted, Retention
 from agentplex.engine import Engine, MemoryEngine
 from agentplex.engine.redis import RedisEngine
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
-from tests.support.redis_server import RedisServer
 
 _prefixes = itertools.count()
 
 
-def redis_engine(server: RedisServer) -> Callable[[Retention], Engine]:
+def redis_engine(url: str, cluster: bool = False) -> Callable[[Retention], Engine]:
     def make(retention: Retention) -> Engine:
         settings = EngineSettings(
-            name="redis", redis_url=server.url, redis_prefix=f"contract{next(_prefixes)}"
+            name="redis",
+            redis_url=url,
+            redis_cluster=cluster,
+            redis_prefix=f"contract{next(_prefixes)}",
         )
         return RedisEngine(retention, settings)
 
     return make
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def make_engine(request: pytest.FixtureRequest) -> Callable[[Retention], Engine]:
     if request.param == "redis":
-        return redis_engine(request.getfixturevalue("private_redis"))
+        return redis_engine(request.getfixturevalue("private_redis").url)
+    if request.param == "redis-cluster":
+        return redis_engine(request.getfixturevalue("private_redis_cluster").url, cluster=True)
     return MemoryEngine
 
 

@@ -1,6 +1,7 @@
-"""Two hub nodes on one Redis act as one hub: messages published on one reach subscribers on the
-other in the same order with the same positions; a task submitted on one is done by an agent on
-the other; cancel and input cross too; an agent id is held once across nodes."""
+"""Two hub nodes on one Redis (a server, or a Cluster) act as one hub: messages published on one
+reach subscribers on the other in the same order with the same positions; a task submitted on
+one is done by an agent on the other; cancel and input cross too; an agent id is held once
+across nodes."""
 
 from __future__ import annotations
 
@@ -17,23 +18,37 @@ from agentplex.config import Settings
 from agentplex.node import HubNode
 from agentplex.v1 import agent_pb2, task_pb2
 from tests.support.hubs import fast_settings
-from tests.support.redis_server import RedisServer
 from tests.support.streams import take, until
 
 _prefixes = itertools.count()
 
 
-def shared(server: RedisServer, prefix: str, node_id: str) -> Settings:
-    engine = {"name": "redis", "redis_url": server.url, "redis_prefix": prefix, "node_ttl": 1.0}
+def shared(url: str, cluster: bool, prefix: str, node_id: str) -> Settings:
+    engine = {
+        "name": "redis",
+        "redis_url": url,
+        "redis_cluster": cluster,
+        "redis_prefix": prefix,
+        "node_ttl": 1.0,
+    }
     return fast_settings(engine=engine, server={"node_id": node_id})
 
 
-@pytest.fixture
-async def pair(private_redis: RedisServer) -> AsyncIterator[tuple[Client, Client]]:
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Client, Client]]:
+    """Two nodes on the session's redis-server, or on its Redis Cluster, where each node is
+    given a different master: their pub/sub connections then sit on different masters, so
+    every publication crosses the cluster bus."""
+    if request.param == "redis-cluster":
+        masters = request.getfixturevalue("private_redis_cluster").masters
+        urls, cluster = (masters[0].url, masters[1].url), True
+    else:
+        url = request.getfixturevalue("private_redis").url
+        urls, cluster = (url, url), False
     prefix = f"multi{next(_prefixes)}"
     async with (
-        HubNode(shared(private_redis, prefix, "node-a")) as a,
-        HubNode(shared(private_redis, prefix, "node-b")) as b,
+        HubNode(shared(urls[0], cluster, prefix, "node-a")) as a,
+        HubNode(shared(urls[1], cluster, prefix, "node-b")) as b,
         Client(a.grpc_address) as on_a,
         Client(b.grpc_address) as on_b,
     ):

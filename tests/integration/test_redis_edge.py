@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -29,8 +28,9 @@ from agentplex.node import HubNode
 from agentplex.v1 import envelope_pb2
 from tests.support.hubs import fast_settings
 from tests.support.redis_edge import edge_hub, edge_of, edge_settings, unique_prefix, until
-from tests.support.redis_server import RedisServer, find_redis_server, free_port, redis_server
+from tests.support.redis_server import RedisServer, find_redis_server, redis_server
 from tests.support.streams import take
+from tests.support.tls import certificates
 
 pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="no redis-server found")
 
@@ -285,50 +285,18 @@ async def test_edge_recovers_when_redis_restarts(caplog: pytest.LogCaptureFixtur
 # TLS and password ---------------------------------------------------------------------------
 
 
-def _certificates(folder: Path) -> dict[str, str]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
-    files = {name: str(folder / name) for name in ("ca.key", "ca.crt", "ext.cnf")}
-    Path(files["ext.cnf"]).write_text("subjectAltName=IP:127.0.0.1\n")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-        "-keyout", files["ca.key"], "-out", files["ca.crt"])  # fmt: skip
-    for name in ("server", "client"):
-        key, csr, crt = (str(folder / f"{name}.{ext}") for ext in ("key", "csr", "crt"))
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-            "-keyout", key, "-out", csr)  # fmt: skip
-        run("x509", "-req", "-in", csr, "-CA", files["ca.crt"], "-CAkey", files["ca.key"],
-            "-CAcreateserial", "-days", "1", "-extfile", files["ext.cnf"], "-out", crt)  # fmt: skip
-        files[f"{name}.key"], files[f"{name}.crt"] = key, crt
-    return files
-
-
 async def test_edge_over_tls_with_a_password(tmp_path: Path) -> None:
-    certs = _certificates(tmp_path)
-    tls_port = free_port()
-    tls = ["--tls-port", str(tls_port), "--tls-auth-clients", "yes",
-           "--tls-cert-file", certs["server.crt"], "--tls-key-file", certs["server.key"],
-           "--tls-ca-cert-file", certs["ca.crt"]]  # fmt: skip
+    tls = certificates(tmp_path)
     prefix = unique_prefix()
-    with redis_server(extra_args=tls) as server:
-        server.client().config_set("requirepass", "s3cret")
-        settings = edge_settings(f"rediss://:s3cret@127.0.0.1:{tls_port}/0", prefix)
-        engine = replace(
-            settings.engine,
-            redis_tls_ca_file=certs["ca.crt"],
-            redis_tls_cert_file=certs["client.crt"],
-            redis_tls_key_file=certs["client.key"],
-        )
+    with redis_server(tls=tls, password="s3cret") as server:
+        settings = edge_settings(server.url, prefix)
+        engine = replace(settings.engine, **tls.engine_settings())
         async with HubNode(replace(settings, engine=engine)) as node:
             edge = edge_of(node)
-            assert edge.url == f"rediss://:***@127.0.0.1:{tls_port}/0"
+            assert edge.url == f"rediss://:***@127.0.0.1:{server.port}/0"
             await until(lambda: edge.ready, what="the edge to connect over TLS")
-            # Pub/sub is server-wide: a plain-port client reaches the edge's TLS connection.
-            async with aioredis.Redis(port=server.port, password="s3cret") as redis:
+            async with aioredis.Redis(
+                host=server.host, port=server.port, password="s3cret", **tls.client_options()
+            ) as redis:
                 await redis.publish(f"{prefix}pub:chat", b"over tls")
                 await until(lambda: edge.ingress.accepted == 1)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 
+from tests.support.tls import TlsFiles
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 _START_ATTEMPTS = 3
@@ -36,13 +38,25 @@ class RedisServer:
     port: int
     pid: int
     executable: str
+    tls: TlsFiles | None = None  # then `port` speaks TLS only, and wants a client certificate
+    password: str = ""
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        auth = f":{self.password}@" if self.password else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}/0"
 
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host=self.host, port=self.port, db=db, socket_timeout=5)
+    def client(self, db: int = 0, timeout: float = 5) -> redis.Redis:
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            db=db,
+            password=self.password or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            **(self.tls.client_options() if self.tls else {}),
+        )
 
 
 def find_redis_server() -> str | None:
@@ -83,10 +97,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(STOP_TIMEOUT)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], host: str, port: int) -> bool:
+def _wait_ready(proc: subprocess.Popen[bytes], server: RedisServer) -> bool:
     """True once the server answers PING; False when the process died first."""
     deadline = time.monotonic() + START_TIMEOUT
-    probe = redis.Redis(host=host, port=port, socket_timeout=1, socket_connect_timeout=1)
+    probe = server.client(timeout=1)
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -99,7 +113,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], host: str, port: int) -> bool:
             time.sleep(0.01)
     finally:
         probe.close()
-    raise TimeoutError(f"redis-server on {host}:{port} did not answer PING in {START_TIMEOUT}s")
+    raise TimeoutError(
+        f"redis-server on {server.host}:{server.port} did not answer PING in {START_TIMEOUT}s"
+    )
 
 
 @contextmanager
@@ -109,10 +125,13 @@ def redis_server(
     port: int | None = None,
     extra_args: Sequence[str] = (),
     workdir: str | None = None,
+    tls: TlsFiles | None = None,
+    password: str = "",
 ) -> Iterator[RedisServer]:
     """Run a private redis-server (no persistence) until the block ends, on a free port or on
-    `port` (to restart one under its clients), with `extra_args` (e.g. a TLS port, or
-    persistence) added, in a temporary folder or in `workdir` (to restart one on its data)."""
+    `port` (to restart one under its clients), with `extra_args` (e.g. persistence) added, in a
+    temporary folder or in `workdir` (to restart one on its data). With `tls` that port speaks
+    only TLS (`--port 0`) and requires a client certificate; with `password`, AUTH."""
     binary = executable or find_redis_server()
     if binary is None:
         raise RedisUnavailable(
@@ -127,9 +146,14 @@ def redis_server(
         logfile = Path(workdir) / "redis.log"
         for _ in range(_START_ATTEMPTS):  # a free port can be taken before redis binds it
             listen = port or free_port(host)
+            if tls is None:
+                listening = ["--port", str(listen)]
+            else:
+                listening = ["--port", "0", "--tls-port", str(listen), *tls.server_args()]
             args = [
                 binary,
-                "--port", str(listen),
+                *listening,
+                *(["--requirepass", password] if password else []),
                 "--bind", host,
                 "--save", "",
                 "--appendonly", "no",
@@ -140,8 +164,9 @@ def redis_server(
                 *extra_args,
             ]  # fmt: skip
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            server = RedisServer(host, listen, proc.pid, binary, tls, password)
             try:
-                ready = _wait_ready(proc, host, listen)
+                ready = _wait_ready(proc, server)
             except BaseException:
                 _stop(proc)
                 raise
@@ -149,7 +174,7 @@ def redis_server(
                 _stop(proc)
                 continue
             try:
-                yield RedisServer(host=host, port=listen, pid=proc.pid, executable=binary)
+                yield server
             finally:
                 _stop(proc)
             return

@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from google.protobuf.message import DecodeError
-from redis.exceptions import ClusterError, ConnectionError, TimeoutError
+from redis.exceptions import ClusterError, ConnectionError, RedisClusterException, TimeoutError
 
 from agentplex.config import EngineSettings
 from agentplex.core.channel_log import Accepted, Replay, Retention, new_epoch, replay_start
@@ -35,7 +35,10 @@ log = logging.getLogger("agentplex.engine.redis")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_UNREACHABLE = (ConnectionError, TimeoutError, ClusterError, OSError)
+# A cluster client that reaches no node raises RedisClusterException ("cannot be connected"),
+# which is no RedisError. It also signals keys of one call in different slots, which `Keys`
+# rules out by hash tags.
+_UNREACHABLE = (ConnectionError, TimeoutError, ClusterError, RedisClusterException, OSError)
 WATCH_INTERVAL = 0.5
 # Queue members sort by (priority descending, submit time, arrival): fixed-width digits.
 _PRIORITY_BIAS = 1 << 31
@@ -63,7 +66,7 @@ def _guarded(
 def _pack(envelopes: list[envelope_pb2.Envelope]) -> bytes:
     """The publish script's envelope argument: per envelope the lengths of its id, sha256 and
     encoding (without a position), a newline, then the three."""
-    parts = []
+    parts: list[bytes] = []
     for env in envelopes:
         env.ClearField("position")
         key, sha, raw = env.id.encode(), env.sha256.encode(), env.SerializeToString()
