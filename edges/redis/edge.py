@@ -9,6 +9,7 @@ retries with backoff and picks up by itself when Redis is back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -22,7 +23,7 @@ from agentplex.edges.redis.mirror import Mirror
 from agentplex.edges.redis.names import Names
 from agentplex.edges.redis.sessions import RedisSessions
 from agentplex.hub import Hub
-from agentplex.redisconn import Backoff, connect_pubsub, redacted
+from agentplex.redisconn import Backoff, connect, connect_pubsub, redacted
 
 log = logging.getLogger("agentplex.edges.redis")
 
@@ -39,12 +40,19 @@ class RedisEdge:
         self.hub = hub
         self.url = redacted(edge_url(settings))
         self.names = Names(cfg.prefix)
-        self.redis = connect_pubsub(settings.engine, edge_url(settings))
+        url = edge_url(settings)
+        # PUBLISH and pub/sub work on any node of a Cluster; the leader lock is a key, so on the
+        # engine's Cluster it needs a client that follows the key's slot.
+        self.redis = connect_pubsub(settings.engine, url)
+        on_cluster = settings.engine.redis_cluster and url == settings.engine.redis_url
+        self.lock_redis = connect(
+            dataclasses.replace(settings.engine, redis_cluster=on_cluster), url
+        )
         self.mirror = Mirror(hub, self.redis, self.names)
         self.ingress = Ingress(hub, allow_list(cfg.ingress))
         self.sessions = RedisSessions(hub, self.redis, self.names)
         self.leader = LeaderLock(
-            self.redis, self.names.leader_key, settings.engine.node_ttl, hub.node, self._led
+            self.lock_redis, self.names.leader_key, settings.engine.node_ttl, hub.node, self._led
         )
         self.subscribed = False
         self.reconnects = 0
@@ -65,6 +73,7 @@ class RedisEdge:
         await self.leader.release()
         await self.mirror.stop()
         await self.redis.aclose()
+        await self.lock_redis.aclose()
 
     @property
     def ready(self) -> bool:

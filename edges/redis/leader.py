@@ -17,8 +17,9 @@ import secrets
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from agentplex.redisconn import Client
 
 log = logging.getLogger("agentplex.edges.redis")
 
@@ -45,7 +46,7 @@ return 0
 class LeaderLock:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Client,
         key: str,
         ttl: float,
         owner: str,

@@ -5,18 +5,25 @@ cannot be reached fails the start with the setting named."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio
 
+from agentplex.client import Client
 from agentplex.config import EngineSettings
 from agentplex.core.channel_log import Retention
 from agentplex.engine.redis import RedisEngine
 from agentplex.errors import Unavailable
+from agentplex.node import HubNode
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
+from tests.support.hubs import fast_settings
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.redis_server import free_port
+from tests.support.streams import until
 
 CHANNELS = [f"room.{i}" for i in range(12)]
 
@@ -72,3 +79,29 @@ async def test_an_unreachable_cluster_fails_the_start_naming_the_setting() -> No
     await engine.close()
     message = str(failed.value)
     assert "engine.redis_url" in message and "s3cret" not in message
+
+
+async def test_the_redis_edge_works_on_the_engines_cluster(
+    private_redis_cluster: RedisClusterNodes,
+) -> None:
+    """The edge's leader lock is a key (it follows its slot); mirroring is pub/sub (any node)."""
+    engine = {"name": "redis", "redis_url": private_redis_cluster.url, "redis_cluster": True}
+    edge = {"enabled": True, "prefix": "clustered:"}
+    settings = fast_settings(engine={**engine, "redis_prefix": "edge-on-cluster"}, redis_edge=edge)
+    async with HubNode(settings) as node, Client(node.grpc_address) as client:
+        assert node.redis_edge is not None
+        await until(lambda: _ready(node), timeout=15)
+        listener = redis.asyncio.Redis.from_url(private_redis_cluster.masters[1].url)
+        async with listener.pubsub() as pubsub:
+            await pubsub.psubscribe("clustered:msg:*")
+            await client.publish("mirrored", "across the cluster")
+            while True:
+                message = await asyncio.wait_for(pubsub.get_message(timeout=5), 10)
+                if message and message["type"] == "pmessage":
+                    break
+        await listener.aclose()
+        assert json.loads(message["data"])["channel"] == "mirrored"
+
+
+async def _ready(node: HubNode) -> bool:
+    return node.redis_edge is not None and node.redis_edge.ready
