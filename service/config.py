@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,27 @@ def _validate(s: Settings) -> None:
         )
 
 
+def _check_file_layout(path: Path) -> None:
+    """Sections sit under an environment (`[default.engine]`, `[production.engine]`): a bare
+    `[engine]` would be read as an environment named "engine" and silently ignored."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"config file {path}: {err}") from None
+    for name in data:
+        if name.lower() in _SECTIONS:
+            raise ConfigError(
+                f"config file {path}: write [default.{name}] (or [production.{name}], ...), "
+                f"not [{name}]"
+            )
+        if name.lower() not in (*ENVIRONMENTS, "default"):
+            raise ConfigError(
+                f"config file {path}: [{name}] is neither an environment "
+                f"({', '.join(ENVIRONMENTS)}, default) nor under one"
+            )
+
+
 def load_settings(
     env: str | None = None,
     config_file: str | os.PathLike[str] | None = None,
@@ -205,6 +227,7 @@ def load_settings(
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
+        _check_file_layout(path)
         files.append(str(path))
     dyn = Dynaconf(
         envvar_prefix="AGENTPLEX",

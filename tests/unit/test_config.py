@@ -167,3 +167,21 @@ def test_scalar_section_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> No
 def test_unknown_section_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTPLEX_SESION__GRACE_PERIOD", "30")
     refused("sesion")
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("[engine]\nname = 'redis'\n", "[default.engine]"),
+        ("[produciton.engine]\nname = 'redis'\n", "neither an environment"),
+        ("[default.engine\n", "config file"),  # not TOML
+    ],
+)
+def test_a_misplaced_section_in_a_config_file_is_refused(
+    tmp_path: Path, text: str, named: str
+) -> None:
+    path = tmp_path / "agentplex.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config_file=path)
+    assert named in str(refused.value)
