@@ -16,6 +16,7 @@ from typing import Any
 from agentplex.config import Settings, load_settings
 
 ADDRESS = re.compile(r"grpc\s+(\S+:\d+)")
+WS_URL = re.compile(r"ws\s+(ws://\S+)")
 
 
 def fast_settings(**sections: dict[str, Any]) -> Settings:
@@ -79,3 +80,15 @@ def serve_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def ws_url(proc: subprocess.Popen[str], timeout: float = 10) -> str:
+    """The WebSocket URL (`ws://HOST:PORT/v1/connect`) a `serve_process` hub printed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(proc.output):  # type: ignore[attr-defined]
+            found = WS_URL.search(line)
+            if found:
+                return found.group(1)
+        time.sleep(0.05)
+    raise RuntimeError("agentplex serve printed no WebSocket URL")
