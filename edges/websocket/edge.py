@@ -12,13 +12,14 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from agentplex.edges.websocket.connection import SUBPROTOCOLS, serve_websocket
+from agentplex.edges.websocket.dashboard import dashboard_routes
 from agentplex.edges.websocket.http import Route, answer
 from agentplex.hub import Hub
 
 log = logging.getLogger("agentplex.edges.websocket")
 
 CONNECT_PATH = "/v1/connect"
-ROUTES: dict[str, Route] = {}
+ROUTES: dict[str, Route] = dashboard_routes()
 
 
 def _select_subprotocol(ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
