@@ -127,8 +127,8 @@ export function decode(schema, bytes) {
       const packed = new Reader(reader.take(Number(reader.varint()))); // packed enums
       while (!packed.done) (out[name] ??= []).push(readValue(packed, 0, type));
     } else if (type === "map") {
-      const { key: k = "", value = "" } = /** @type {Record<string, string>} */ (readValue(reader, wireType, type));
-      (out[name] ??= {})[k] = value;
+      const entry = /** @type {Record<string, string>} */ (readValue(reader, wireType, type));
+      (out[name] ??= {})[entry.key ?? ""] = entry.value ?? "";
     } else if (repeated) {
       (out[name] ??= []).push(readValue(reader, wireType, type));
     } else {

@@ -150,7 +150,8 @@ export class Session {
       throw new TypeError("no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket)");
     }
     this.url = url;
-    this.card = options.card && { ...options.card, kind: enumName("AGENT_KIND_", options.card.kind ?? "custom") };
+    const card = options.card;
+    this.card = card && { ...card, kind: enumName("AGENT_KIND_", card.kind ?? "custom") };
     this.reconnect = options.reconnect ?? true;
     this.maxBackoffMs = options.maxBackoffMs ?? 2000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -502,7 +503,8 @@ export class Session {
       );
     });
     try {
-      await this.publish(`agent.${agentId}`, value, { ...options, correlationId, replyTo: this.#inboxName() });
+      const replyTo = this.#inboxName();
+      await this.publish(`agent.${agentId}`, value, { ...options, correlationId, replyTo });
       return /** @type {Record<string, any>} */ (await reply);
     } finally {
       clearTimeout(timer);
@@ -562,7 +564,8 @@ export class Session {
       return;
     }
     if (!this.#handler) return;
-    const send = (/** @type {object} */ update) => this.#request({ taskUpdate: { taskId, attempt, ...update } });
+    /** @param {object} update */
+    const send = (update) => this.#request({ taskUpdate: { taskId, attempt, ...update } });
     const task = new TaskContext(assignment, send);
     this.#running.set(key, task);
     this.#write(accept);

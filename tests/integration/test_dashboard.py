@@ -85,6 +85,7 @@ async def test_the_page_shows_an_agent_register_and_its_task_complete(
             "hello from python"
         )
     await expect(page.locator('tr[data-agent="dash-agent"]')).to_have_count(0)  # it left
+    await expect(page.locator("#history")).to_have_text("")  # the replays were complete
     assert await page.evaluate("window.loadedOnce") is True, "the page did not reload"
 
 

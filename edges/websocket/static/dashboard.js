@@ -192,7 +192,8 @@ function onTraffic(message) {
   stats.last = preview(message);
   channels.set(message.channel, stats);
   const { channel, envelope } = message;
-  messages.unshift({ time: now, channel, seq: envelope.position?.seq ?? "", sender: envelope.sender ?? "", preview: stats.last });
+  const seq = envelope.position?.seq ?? "";
+  messages.unshift({ time: now, channel, seq, sender: envelope.sender ?? "", preview: stats.last });
   messages.length = Math.min(messages.length, MAX_MESSAGES);
   changed();
 }
@@ -218,8 +219,14 @@ async function main() {
     onState,
   });
   setText("traffic-pattern", TRAFFIC);
-  await session.subscribe("_sys.agents", { since: { "_sys.agents": 0 }, onMessage: onAgentEvent });
-  await session.subscribe("_sys.tasks", { since: { "_sys.tasks": 0 }, onMessage: onTaskEvent });
+  const replays = [
+    await session.subscribe("_sys.agents", { since: { "_sys.agents": 0 }, onMessage: onAgentEvent }),
+    await session.subscribe("_sys.tasks", { since: { "_sys.tasks": 0 }, onMessage: onTaskEvent }),
+  ];
+  // History is bounded: when its start is gone, long-quiet agents and old tasks are missing.
+  const trimmed = replays.flatMap((sub) => sub.states).filter((state) => !state.recovered);
+  const names = trimmed.map((state) => state.channel).join(", ");
+  setText("history", trimmed.length ? `incomplete history: ${names}` : "");
   await session.subscribe(TRAFFIC, { onMessage: onTraffic });
   trafficLive = true;
   setInterval(changed, 1000); // ages and rates move on
