@@ -13,6 +13,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from agentplex.edges.websocket.connection import SUBPROTOCOLS, serve_websocket
+from agentplex.edges.websocket.dashboard import dashboard_routes
 from agentplex.edges.websocket.http import Route, answer
 from agentplex.edges.websocket.metrics import metrics
 from agentplex.hub import Hub
@@ -30,7 +31,7 @@ DEFLATE = ServerPerMessageDeflateFactory(
     compress_settings={"memLevel": 5},
 )
 CLOSE_TIMEOUT = 2.0  # seconds a closing peer gets before its connection is dropped
-ROUTES: dict[str, Route] = {"/metrics": metrics}
+ROUTES: dict[str, Route] = {**dashboard_routes(), "/metrics": metrics}
 
 
 def _select_subprotocol(ws: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:

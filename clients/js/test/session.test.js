@@ -1,0 +1,184 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import { connect, decodeAgentEvent, HubError } from "../agentplex.js";
+import { collect, NEEDS_HUB, PythonPeer, WS_URL, within } from "./helpers.js";
+
+/** @param {Array<{envelope: {position?: {seq?: string, epoch?: string}}}>} messages */
+const positions = (messages) =>
+  messages.map(({ envelope: { position } }) => ({ seq: position?.seq, epoch: position?.epoch }));
+
+describe("a session over the WebSocket edge", NEEDS_HUB, () => {
+  /** @type {PythonPeer} */
+  let python;
+  before(() => {
+    python = new PythonPeer();
+  });
+  after(() => python.close());
+
+  test("registers an agent, announced on _sys.agents", async () => {
+    const watcher = await connect(WS_URL);
+    const events = await watcher.subscribe("_sys.agents");
+    const agent = await connect(WS_URL, {
+      card: { id: "js-register", kind: "custom", capabilities: ["js", "review"], maxConcurrentTasks: 2 },
+    });
+    try {
+      assert.equal(agent.agentId, "js-register");
+      assert.ok(agent.welcome.resumeToken, "a resume token");
+      assert.ok(agent.welcome.heartbeatIntervalMs > 0);
+      assert.deepEqual(agent.inbox().channels, ["agent.js-register"]);
+      const [joined] = await collect(events, 1);
+      const event = decodeAgentEvent(joined.envelope.payload);
+      assert.equal(event.type, "AGENT_EVENT_TYPE_JOINED");
+      assert.deepEqual(event.agent.card, {
+        id: "js-register",
+        name: "js-register", // the hub names an unnamed agent after its id
+        kind: "AGENT_KIND_CUSTOM",
+        capabilities: ["js", "review"],
+        maxConcurrentTasks: 2,
+      });
+      assert.equal(event.agent.transport, "TRANSPORT_WEBSOCKET");
+    } finally {
+      await agent.close();
+      await watcher.close();
+    }
+  });
+
+  test("publishes to a Python gRPC subscriber at the same positions", async () => {
+    const session = await connect(WS_URL);
+    try {
+      await python.call("subscribe", { channel: "js.out", count: 3 });
+      const results = [];
+      for (const text of ["a", "b", "c"]) results.push(await session.publish("js.out", text));
+      const got = await python.call("take", { channel: "js.out" });
+      assert.deepEqual(got.map((/** @type {any} */ e) => e.payload), ["a", "b", "c"]);
+      assert.deepEqual(
+        got.map((/** @type {any} */ e) => ({ seq: e.seq, epoch: e.epoch })),
+        results.map((r) => r.position),
+      );
+    } finally {
+      await session.close();
+    }
+  });
+
+  test("receives what Python publishes, by iteration and by callback, at the same positions", async () => {
+    const session = await connect(WS_URL);
+    try {
+      const iterated = await session.subscribe("py.out");
+      /** @type {any[]} */
+      const called = [];
+      let allCalled = () => {};
+      const callbacks = new Promise((resolve) => (allCalled = () => resolve(undefined)));
+      await session.subscribe("py.*", {
+        onMessage: (message) => {
+          called.push(message);
+          if (called.length === 3) allCalled();
+        },
+      });
+      const published = await python.call("publish", { channel: "py.out", payloads: ["x", "y", "z"] });
+      const got = await collect(iterated, 3);
+      await within(callbacks, 10_000, "three callbacks");
+      assert.deepEqual(got.map((m) => m.text), ["x", "y", "z"]);
+      assert.deepEqual(positions(got), published);
+      assert.deepEqual(positions(called), published);
+    } finally {
+      await session.close();
+    }
+  });
+
+  test("replays history from a position, then goes live", async () => {
+    await python.call("publish", { channel: "replay.me", payloads: ["1", "2", "3"] });
+    const session = await connect(WS_URL);
+    try {
+      const sub = await session.subscribe("replay.me", { since: { "replay.me": 1 } });
+      assert.equal(sub.states[0].recovered, true);
+      await python.call("publish", { channel: "replay.me", payloads: ["4"] });
+      const got = await collect(sub, 3);
+      assert.deepEqual(got.map((m) => m.text), ["2", "3", "4"]);
+    } finally {
+      await session.close();
+    }
+  });
+
+  test("refusals arrive as HubError with the gRPC code", async () => {
+    const session = await connect(WS_URL);
+    try {
+      await assert.rejects(session.publish("bad name!", "x"), (error) => {
+        assert.ok(error instanceof HubError);
+        assert.equal(error.code, "INVALID_ARGUMENT");
+        return true;
+      });
+    } finally {
+      await session.close();
+    }
+  });
+
+  test("an agent's inbox delivers direct messages, acknowledged as they are processed", async () => {
+    const agent = await connect(WS_URL, { card: { id: "js-inbox" } });
+    try {
+      await python.call("publish", { channel: "agent.js-inbox", payloads: ["dm1", "dm2"] });
+      const got = await collect(agent.inbox(), 2);
+      assert.deepEqual(got.map((m) => [m.text, m.attempt]), [["dm1", 1], ["dm2", 1]]);
+    } finally {
+      await agent.close();
+    }
+  });
+
+  /**
+   * Drop a session's connection, keep the network down for `downMs` while Python publishes,
+   * then let it reconnect: the subscription must see every message once, in order.
+   * @param {string} id the agent's id
+   * @param {number} downMs
+   */
+  async function dropAndReconnect(id, downMs) {
+    const gate = { open: true };
+    // The network as the session sees it: while the gate is shut, connections fail.
+    class GatedSocket extends WebSocket {
+      /** @param {string} url @param {string} protocol */
+      constructor(url, protocol) {
+        super(gate.open ? url : "ws://127.0.0.1:9/v1/connect", protocol);
+      }
+    }
+    /** @type {string[]} */
+    const states = [];
+    const session = await connect(WS_URL, {
+      card: { id },
+      WebSocket: GatedSocket,
+      maxBackoffMs: 100,
+      onState: (state) => states.push(state),
+    });
+    const channel = `${id}.feed`;
+    try {
+      const sub = await session.subscribe(channel);
+      const payloads = Array.from({ length: 8 }, (_, i) => `m${i}`);
+      await python.call("publish", { channel, payloads: payloads.slice(0, 3) });
+      const first = await collect(sub, 3);
+      gate.open = false;
+      session.drop();
+      await python.call("publish", { channel, payloads: payloads.slice(3, 6) });
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      gate.open = true;
+      const reconnected = new Promise((resolve) => {
+        const poll = setInterval(() => session.reconnects && resolve(clearInterval(poll)), 20);
+      });
+      await within(reconnected, 10_000, "a reconnect");
+      await python.call("publish", { channel, payloads: payloads.slice(6) });
+      const rest = await collect(sub, 5);
+      assert.deepEqual([...first, ...rest].map((m) => m.text), payloads);
+      assert.deepEqual(states, ["connected", "reconnecting", "connected"]);
+      assert.equal(session.agentId, id);
+      return session.welcome.resumed === true; // false is left out of canonical JSON
+    } finally {
+      await session.close();
+    }
+  }
+
+  test("reconnects and resumes after a drop: no gap, no duplicate", async () => {
+    assert.equal(await dropAndReconnect("js-roamer", 0), true, "the hub resumed the session");
+  });
+
+  test("after the grace period: registers again and replays the gap from history", async () => {
+    // The hub under test keeps a dropped session for 1.5 s (test_js_client.py).
+    assert.equal(await dropAndReconnect("js-late", 2500), false, "a new session");
+  });
+});
