@@ -13,4 +13,4 @@ export { decodeAgentEvent, decodeTaskEvent } from "./events.js";
 export { globMatch, isPattern } from "./glob.js";
 export { connect, envelope, Session } from "./session.js";
 export { Message, Subscription } from "./subscription.js";
-export { TaskContext, TaskRejected } from "./tasks.js";
+export { TaskContext, TaskFailed, TaskHandle, TaskRejected } from "./tasks.js";

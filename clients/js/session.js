@@ -11,10 +11,10 @@
  * @module
  */
 
-import { content, HubError, randomId, toBase64 } from "./encoding.js";
+import { content, HubError, payloadJson, randomId, toBase64 } from "./encoding.js";
 import { channelPosition, Positions } from "./positions.js";
 import { Message, Subscription } from "./subscription.js";
-import { TaskContext } from "./tasks.js";
+import { TaskContext, TaskHandle } from "./tasks.js";
 
 const SUBPROTOCOL = "agentplex.v1.json";
 /** Refusals that a reconnect would only repeat. */
@@ -395,6 +395,43 @@ export class Session {
       this.#waiting.set(ref, { frame: tracked, resolve, reject });
       this.#write(tracked); // after a reconnect it is sent again
     });
+  }
+
+  // Submitting tasks -----------------------------------------------------------------------
+
+  /**
+   * Submit a task over the session (the `submitTask` frame) and get a handle that follows it.
+   * It carries an idempotency key (random unless given), so a resend after a reconnect finds
+   * the same task instead of making another.
+   * @param {import("./encoding.js").ContentLike} input
+   * @param {object} [options]
+   * @param {string[]} [options.require] capabilities the agent must hold, all of them
+   * @param {string} [options.agent] the id of the agent that must do it
+   * @param {number} [options.priority] higher goes first
+   * @param {number} [options.maxAttempts] 0: the hub's default
+   * @param {string} [options.idempotencyKey]
+   * @returns {Promise<TaskHandle>}
+   */
+  async submit(
+    input,
+    { require = [], agent = "", priority = 0, maxAttempts = 0, idempotencyKey = randomId() } = {},
+  ) {
+    const events = await this.subscribe("_sys.tasks"); // first, so no event is missed
+    try {
+      const task = {
+        requiredCapabilities: require,
+        targetAgentId: agent,
+        priority,
+        maxAttempts,
+        idempotencyKey,
+        input: payloadJson(input),
+      };
+      const response = await this.#request({ submitTask: { task } });
+      return new TaskHandle(response.receipt.task, events);
+    } catch (error) {
+      await events.unsubscribe();
+      throw error;
+    }
   }
 
   // Messaging ------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 /**
- * What an agent's task handler gets for one assignment, and how its outcome is reported.
+ * What an agent's task handler gets for one assignment, and how its outcome is reported; and
+ * the handle of a task a session submitted.
  * @module
  */
 
 import { payloadFromJson, payloadJson } from "./encoding.js";
+import { decodeTaskEvent } from "./events.js";
 
 /** Thrown by a task handler to give the task back (the hub offers it to another agent). */
 export class TaskRejected extends Error {
@@ -107,5 +109,66 @@ export class TaskContext {
     }
     if (this.signal.aborted) return;
     await this.#send(outcome).catch(onError);
+  }
+}
+
+const FINAL = new Set([
+  "TASK_STATE_COMPLETED",
+  "TASK_STATE_FAILED",
+  "TASK_STATE_CANCELED",
+  "TASK_STATE_REJECTED",
+]);
+
+/** A submitted task that did not complete (failed, canceled or rejected). */
+export class TaskFailed extends Error {
+  /** @param {Record<string, any>} task the final task, in canonical JSON */
+  constructor(task) {
+    super(`task ${task.id} is ${task.state}: ${task.error?.message ?? task.statusMessage ?? ""}`);
+    this.name = "TaskFailed";
+    this.task = task;
+  }
+}
+
+/**
+ * A task this session submitted, followed on `_sys.tasks` until it is final. The events come
+ * from a subscription opened before the submit, so none can be missed.
+ */
+export class TaskHandle {
+  /**
+   * @param {Record<string, any>} task the task the hub accepted (canonical JSON)
+   * @param {import("./subscription.js").Subscription} events the `_sys.tasks` subscription
+   */
+  constructor(task, events) {
+    this.id = task.id;
+    this.task = task;
+    this.#events = events;
+  }
+
+  /** @type {import("./subscription.js").Subscription} */
+  #events;
+
+  /** Resolves with the final task (state, result or error), whatever the outcome. */
+  async wait() {
+    try {
+      if (FINAL.has(this.task.state)) return this.task;
+      for await (const message of this.#events) {
+        if (message.envelope.headers?.task !== this.id) continue;
+        this.task = decodeTaskEvent(message.data).task;
+        if (FINAL.has(this.task.state)) break;
+      }
+      return this.task;
+    } finally {
+      await this.#events.unsubscribe();
+    }
+  }
+
+  /**
+   * The result of a completed task; rejects with `TaskFailed` otherwise.
+   * @returns {Promise<import("./encoding.js").Content>}
+   */
+  async result() {
+    const task = await this.wait();
+    if (task.state !== "TASK_STATE_COMPLETED") throw new TaskFailed(task);
+    return payloadFromJson(task.result);
   }
 }

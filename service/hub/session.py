@@ -254,6 +254,9 @@ class Session:
                     )
                 await self.hub.tasks.update(self, frame.task_update)
                 self._receipt(frame.ref)
+            elif kind == "submit_task":
+                task, _ = await self.hub.tasks.submit(self.principal, frame.submit_task.task)
+                self.send(Frame(ref=frame.ref, receipt=ss.Receipt(task=task)))
             elif kind == "hello":
                 raise InvalidArgument("hello: the session has already started")
             else:

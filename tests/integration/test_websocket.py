@@ -271,3 +271,41 @@ async def test_a_dead_peer_is_noticed_by_keepalive() -> None:
         offline = agent_pb2.AGENT_STATUS_OFFLINE
         await until(lambda: has_status(grpc, "ghost", offline), timeout=10)
         ws.transport.abort()
+
+
+async def test_a_websocket_session_submits_a_task_and_follows_it_on_sys_tasks(
+    open_peer: Any, client: Client
+) -> None:
+    async def work(task: Any) -> str:
+        return f"done: {task.input.data.decode()}"
+
+    async with client.session(agent_pb2.AgentCard(id="worker", capabilities=["w"])) as agent:
+        agent.on_task(work)
+        peer = await open_peer(PROTO)
+        await peer.send(subscribe=ss.Subscribe(channels=["_sys.tasks"]))
+        await peer.read_kind("receipt")
+        task = task_pb2.Task(required_capabilities=["w"], idempotency_key="once")
+        task.input.data = b"from a browser"
+        ref = await peer.send(submit_task=ss.SubmitTask(task=task))
+        receipt = await peer.read_kind("receipt")
+        assert receipt.ref == ref and receipt.receipt.task.id
+        task_id = receipt.receipt.task.id
+        while True:
+            for delivery in await peer.deliveries(1):
+                event = task_pb2.TaskEvent.FromString(delivery.envelope.payload)
+                if event.task.id == task_id and event.task.state == task_pb2.TASK_STATE_COMPLETED:
+                    assert event.task.result.data == b"done: from a browser"
+                    break
+            else:
+                continue
+            break
+        again = await peer.send(submit_task=ss.SubmitTask(task=task))  # the same key: same task
+        while (answer := await peer.read_kind("receipt")).ref != again:
+            pass
+        assert answer.receipt.task.id == task_id
+        await peer.send(submit_task=ss.SubmitTask(task=task_pb2.Task(max_attempts=999)))
+        error = await peer.read_kind("error")
+        assert (
+            error.error.code == ss.ERROR_CODE_INVALID_ARGUMENT
+            and "max_attempts" in error.error.message
+        )

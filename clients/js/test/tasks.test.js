@@ -90,3 +90,31 @@ describe("an agent's task handler", NEEDS_HUB, () => {
     }
   });
 });
+
+describe("a submitter", NEEDS_HUB, () => {
+  test("submits over its session and gets the result an agent returned", async () => {
+    const agent = await connect(WS_URL, { card: { id: "js-doer", capabilities: ["js-submit"] } });
+    agent.onTask(async (task) => `did ${task.inputText}`);
+    const submitter = await connect(WS_URL);
+    try {
+      const handle = await submitter.submit("the dishes", { require: ["js-submit"] });
+      assert.ok(handle.id);
+      const result = await within(handle.result(), 10_000);
+      assert.equal(new TextDecoder().decode(result.data), "did the dishes");
+      assert.equal(handle.task.state, "TASK_STATE_COMPLETED");
+      assert.equal(handle.task.assignedAgentId, "js-doer");
+    } finally {
+      await submitter.close();
+      await agent.close();
+    }
+  });
+
+  test("a refused submit rejects with the hub's reason", async () => {
+    const submitter = await connect(WS_URL);
+    try {
+      await assert.rejects(submitter.submit("x", { maxAttempts: 999 }), /max_attempts/);
+    } finally {
+      await submitter.close();
+    }
+  });
+});

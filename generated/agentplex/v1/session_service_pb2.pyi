@@ -84,6 +84,7 @@ class ConnectRequest(_message.Message):
     ACK_FIELD_NUMBER: _builtins.int
     TASK_UPDATE_FIELD_NUMBER: _builtins.int
     GOODBYE_FIELD_NUMBER: _builtins.int
+    SUBMIT_TASK_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """Echoed in the receipt or error that answers this frame."""
     @_builtins.property
@@ -102,6 +103,8 @@ class ConnectRequest(_message.Message):
     def task_update(self) -> Global___TaskUpdate: ...
     @_builtins.property
     def goodbye(self) -> Global___Goodbye: ...
+    @_builtins.property
+    def submit_task(self) -> Global___SubmitTask: ...
     def __init__(
         self,
         *,
@@ -114,12 +117,13 @@ class ConnectRequest(_message.Message):
         ack: Global___Ack | None = ...,
         task_update: Global___TaskUpdate | None = ...,
         goodbye: Global___Goodbye | None = ...,
+        submit_task: Global___SubmitTask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "frame", b"frame", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "publish", b"publish", "subscribe", b"subscribe", "task_update", b"task_update", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "frame", b"frame", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "publish", b"publish", "submit_task", b"submit_task", "subscribe", b"subscribe", "task_update", b"task_update", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "frame", b"frame", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "publish", b"publish", "ref", b"ref", "subscribe", b"subscribe", "task_update", b"task_update", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "frame", b"frame", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "publish", b"publish", "ref", b"ref", "submit_task", b"submit_task", "subscribe", b"subscribe", "task_update", b"task_update", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "heartbeat", "publish", "subscribe", "unsubscribe", "ack", "task_update", "goodbye"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "heartbeat", "publish", "subscribe", "unsubscribe", "ack", "task_update", "goodbye", "submit_task"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -630,23 +634,53 @@ class Receipt(_message.Message):
 
     PUBLISHED_FIELD_NUMBER: _builtins.int
     SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def published(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.PublishResult]: ...
     @_builtins.property
     def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SubscriptionState]: ...
+    @_builtins.property
+    def task(self) -> _task_pb2.Task:
+        """The task a submit_task frame created (or found by its idempotency key)."""
+
     def __init__(
         self,
         *,
         published: _abc.Iterable[_envelope_pb2.PublishResult] | None = ...,
         subscriptions: _abc.Iterable[_envelope_pb2.SubscriptionState] | None = ...,
+        task: _task_pb2.Task | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["published", b"published", "subscriptions", b"subscriptions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["published", b"published", "subscriptions", b"subscriptions", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
+
+@_typing.final
+class SubmitTask(_message.Message):
+    """Submits a task from a session, as TaskService.SubmitTask does: for clients that speak only the
+    session protocol (WebSocket, Redis). Its events are on the system channel `_sys.tasks`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _task_pb2.Task: ...
+    def __init__(
+        self,
+        *,
+        task: _task_pb2.Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitTask: _TypeAlias = SubmitTask  # noqa: Y015
 
 @_typing.final
 class Error(_message.Message):
