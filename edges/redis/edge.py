@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine
-from typing import Any
 
 from redis.exceptions import RedisError
 
+from agentplex.background import Background
 from agentplex.config import Settings
 from agentplex.edges.redis.ingress import Ingress, allow_list
 from agentplex.edges.redis.leader import LeaderLock
@@ -56,19 +55,17 @@ class RedisEdge:
         )
         self.subscribed = False
         self.reconnects = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background(log, "redis edge")
 
     async def start(self) -> None:
         """Start in the background: an unreachable Redis is retried, never fatal."""
         await self.mirror.start()
         for work in (self.mirror.run(), self.leader.run(), self._listen_forever()):
-            self._spawn(work)
+            self._background.spawn(work)
         log.info("redis edge on %s, prefix %r", self.url, self.names.prefix)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._background.cancel()
         await self.sessions.close_all("hub shutting down")
         await self.leader.release()
         await self.mirror.stop()
@@ -80,20 +77,9 @@ class RedisEdge:
         """Listening on Redis and leading (so ingress and sessions are handled here)."""
         return self.subscribed and self.leader.held
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run background work, held until done (the loop keeps only weak references)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("redis edge: background task failed", exc_info=task.exception())
-
     def _led(self, held: bool) -> None:
         if not held:
-            self._spawn(
+            self._background.spawn(
                 self.sessions.close_all("this hub node no longer holds the Redis edge lock")
             )
 

@@ -4,7 +4,6 @@ a transport can ask for is checked and authorized once, in these classes."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agentplex.background import Background
 from agentplex.config import Settings
 from agentplex.core import authz
 from agentplex.core.channel_log import Accepted
@@ -86,7 +86,7 @@ class Hub:
         self.tasks = TaskManager(self)
         self._id_prefix = secrets.token_hex(5)
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background(log, "hub")
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -101,23 +101,14 @@ class Hub:
     async def stop(self) -> None:
         await self.tasks.stop()
         await self.sessions.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.cancel()
         with contextlib.suppress(HubError):  # an unreachable engine: the lease runs out instead
             await self.nodes.stop()
         await self.engine.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run background work whose failure is logged, never lost silently."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        self._background.spawn(coro)
 
     # Fan-out --------------------------------------------------------------------------------
 

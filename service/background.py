@@ -1,0 +1,34 @@
+"""Background work owned by a component: each task is held until it is done (the event loop
+keeps only weak references), a failure is logged rather than lost, and the component cancels
+what is left when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+
+class Background:
+    def __init__(self, log: logging.Logger, owner: str) -> None:
+        self._log = log
+        self._owner = owner
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("%s: background task failed", self._owner, exc_info=task.exception())
+
+    async def cancel(self) -> None:
+        """Cancel every task still running and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
