@@ -40,12 +40,6 @@ async def node(server: RedisServer, prefix: str) -> AsyncIterator[HubNode]:
 
 
 @pytest.fixture
-async def client(node: HubNode) -> AsyncIterator[Client]:
-    async with Client(node.grpc_address) as c:
-        yield c
-
-
-@pytest.fixture
 async def agent(node: HubNode, server: RedisServer, prefix: str) -> AsyncIterator[RedisAgent]:
     async with (
         aioredis.Redis(host=server.host, port=server.port) as redis,
