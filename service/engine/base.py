@@ -122,6 +122,15 @@ class Engine(ABC):
         """Take a task off the queue; False when it was not queued (someone else took it)."""
 
     @abstractmethod
+    async def set_deadline(self, task_id: str, deadline_ns: int) -> None:
+        """The task must be final by `deadline_ns`."""
+
+    @abstractmethod
+    async def due_deadlines(self, now_ns: int) -> list[str]:
+        """Take the tasks whose deadline has come: each is handed to exactly one caller (one
+        node), whichever node accepted it."""
+
+    @abstractmethod
     async def pending_tasks(self, start: int = 0, count: int = 0) -> list[str]:
         """Queued task ids in dispatch order: `count` of them from position `start` (0: all)."""
 

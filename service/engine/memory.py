@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import time
 from collections import deque
@@ -37,6 +38,8 @@ class MemoryEngine(Engine):
         self._queue: list[tuple[int, int, int, str]] = []
         self._queued: dict[str, tuple[int, int, int, str]] = {}
         self._order = itertools.count()
+        self._deadlines: list[tuple[int, str]] = []  # heap of (deadline ns, task id)
+        self._deadline_of: dict[str, int] = {}  # the live ones: a forgotten task's is skipped
         self._node = ""
         self._on_node_message: NodeMessageHandler = _drop
         self._nodes: dict[str, int] = {}  # node -> lease expiry (ns)
@@ -116,6 +119,7 @@ class MemoryEngine(Engine):
 
     async def delete_task(self, task_id: str) -> None:
         self._tasks.pop(task_id, None)
+        self._deadline_of.pop(task_id, None)
         self._events.pop(task_id, None)
         self._event_numbers.pop(task_id, None)
         await self.dequeue_task(task_id)
@@ -161,6 +165,19 @@ class MemoryEngine(Engine):
             return False
         del self._queue[bisect.bisect_left(self._queue, entry)]
         return True
+
+    async def set_deadline(self, task_id: str, deadline_ns: int) -> None:
+        self._deadline_of[task_id] = deadline_ns
+        heapq.heappush(self._deadlines, (deadline_ns, task_id))
+
+    async def due_deadlines(self, now_ns: int) -> list[str]:
+        due = []
+        while self._deadlines and self._deadlines[0][0] <= now_ns:
+            deadline, task_id = heapq.heappop(self._deadlines)
+            if self._deadline_of.get(task_id) == deadline:
+                del self._deadline_of[task_id]
+                due.append(task_id)
+        return due
 
     async def pending_tasks(self, start: int = 0, count: int = 0) -> list[str]:
         stop = start + count if count else None

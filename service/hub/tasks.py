@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import secrets
 import time
@@ -94,7 +93,6 @@ class TaskManager:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._leases: dict[str, int] = {}  # ASSIGNED task -> accept deadline (ns)
-        self._deadlines: list[tuple[int, str]] = []  # heap of (deadline ns, task id)
         self._held: dict[str, set[str]] = {}  # agent id -> task ids it holds
         self._rejected: dict[str, set[str]] = {}  # task id -> agents that rejected it
         self._watchers: dict[str, set[_Watch]] = {}
@@ -235,7 +233,7 @@ class TaskManager:
         await self.engine.put_task(task)
         await self._emit(task, EVENT.TASK_EVENT_TYPE_STATE_CHANGED)
         if task.HasField("deadline"):
-            heapq.heappush(self._deadlines, (task.deadline.ToNanoseconds(), task.id))
+            await self.engine.set_deadline(task.id, task.deadline.ToNanoseconds())
         await self._enqueue(task, now)
         return task, False
 
@@ -652,9 +650,7 @@ class TaskManager:
         finished = self._finished
         while finished and finished[0][0] < horizon:
             await self.engine.delete_task(finished.popleft()[1])
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now_ns:
-            _, task_id = heapq.heappop(deadlines)
+        for task_id in await self.engine.due_deadlines(now_ns):  # each taken by one node
             task = await self.engine.get_task(task_id)
             if task is not None and not machine.is_terminal(task):
                 task.error.code = "DEADLINE_EXCEEDED"

@@ -196,3 +196,16 @@ async def test_task_queue_order_and_events(started: tuple[Engine, Recorder]) -> 
     kept = await engine.task_events("t", 0)
     assert [e.number for e in kept] == [3, 4, 5]
     assert [e.message for e in await engine.task_events("t", 4)] == ["e4"]
+
+
+async def test_due_deadlines_are_taken_once(started: tuple[Engine, Recorder]) -> None:
+    engine, _ = started
+    await engine.set_deadline("soon", 1_000_000_000)
+    await engine.set_deadline("later", 5_000_000_000)
+    await engine.set_deadline("gone", 2_000_000_000)
+    await engine.put_task(task_pb2.Task(id="gone"))
+    await engine.delete_task("gone")  # a forgotten task has no deadline left
+    assert await engine.due_deadlines(500_000_000) == []
+    assert await engine.due_deadlines(3_000_000_000) == ["soon"]
+    assert await engine.due_deadlines(3_000_000_000) == []  # taken: no other node gets it
+    assert await engine.due_deadlines(6_000_000_000) == ["later"]

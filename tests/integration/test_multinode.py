@@ -18,6 +18,7 @@ from agentplex.config import Settings
 from agentplex.node import HubNode
 from agentplex.v1 import agent_pb2, task_pb2
 from tests.support.hubs import fast_settings
+from tests.support.redis_server import RedisServer
 from tests.support.streams import take, until
 
 _prefixes = itertools.count()
@@ -152,5 +153,25 @@ async def test_an_agent_id_is_held_by_one_node_at_a_time(pair: tuple[Client, Cli
         assert (await on_a.get_agent("solo")).node == "node-b"
 
 
+async def has_failed(client: Client, task_id: str) -> bool:
+    return (await client.get_task(task_id)).state == task_pb2.TASK_STATE_FAILED
+
+
 async def gone(client: Client, agent_id: str) -> bool:
     return all(a.card.id != agent_id for a in await client.agents())
+
+
+async def test_a_deadline_is_kept_by_the_nodes_that_remain(
+    private_redis: RedisServer,
+) -> None:
+    def on(node_id: str) -> HubNode:
+        return HubNode(shared(private_redis.url, False, prefix, node_id))
+
+    prefix = f"multi{next(_prefixes)}"
+    async with on("node-a") as a, Client(a.grpc_address) as on_a:
+        async with on("node-b") as b, Client(b.grpc_address) as on_b:
+            handle = await on_b.submit("never taken", require=["nobody-has-this"], deadline=1.0)
+        # Node B, which accepted the task, is gone; node A fails it when its deadline passes.
+        await until(functools.partial(has_failed, on_a, handle.id), timeout=10)
+        done = await on_a.get_task(handle.id)
+        assert done.error.code == "DEADLINE_EXCEEDED"

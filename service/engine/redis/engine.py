@@ -112,6 +112,7 @@ class RedisEngine(Engine):
         self._dequeue = register(scripts.DEQUEUE)
         self._delete_task = register(scripts.DELETE_TASK)
         self._append_event = register(scripts.APPEND_EVENT)
+        self._due_deadlines = register(scripts.DUE_DEADLINES)
 
     # Lifecycle and health -------------------------------------------------------------------
 
@@ -276,7 +277,7 @@ class RedisEngine(Engine):
     async def delete_task(self, task_id: str) -> None:
         k = self.keys
         keys = [k.tasks, k.events(task_id), k.event_numbers, k.queue, k.queued]
-        await self._delete_task(keys=[*keys, k.idempotency, k.key_of], args=[task_id])
+        await self._delete_task(keys=[*keys, k.idempotency, k.key_of, k.deadlines], args=[task_id])
 
     @_guarded
     async def claim_idempotency_key(self, key: str, task_id: str) -> str:
@@ -319,6 +320,15 @@ class RedisEngine(Engine):
     async def dequeue_task(self, task_id: str) -> bool:
         taken = await self._dequeue(keys=[self.keys.queue, self.keys.queued], args=[task_id])
         return bool(taken)
+
+    @_guarded
+    async def set_deadline(self, task_id: str, deadline_ns: int) -> None:
+        await self.redis.zadd(self.keys.deadlines, {task_id: deadline_ns // 1_000_000})
+
+    @_guarded
+    async def due_deadlines(self, now_ns: int) -> list[str]:
+        due = await self._due_deadlines(keys=[self.keys.deadlines], args=[now_ns // 1_000_000])
+        return [task_id.decode() for task_id in due]
 
     @_guarded
     async def pending_tasks(self, start: int = 0, count: int = 0) -> list[str]:

@@ -18,6 +18,7 @@ class Keys:
         self.queue = f"{tasks}:queue"  # sorted set of members that sort in dispatch order
         self.queued = f"{tasks}:queued"  # hash: task id -> its member in the queue
         self.order = f"{tasks}:order"  # counter: ties in the queue go to the older
+        self.deadlines = f"{tasks}:deadlines"  # sorted set: task id -> deadline (ms)
         self.event_numbers = f"{tasks}:event-numbers"  # hash: task id -> last event number
         self._events = f"{tasks}:events:"  # stream per task, entry ids are event numbers
         self._fan = f"{prefix}:fan:"

@@ -181,10 +181,12 @@ redis.call('ZREM', KEYS[1], member)
 return 1
 """
 
-# KEYS: tasks, events, event_numbers, queue, queued, idempotency, key_of. ARGV: task id.
+# KEYS: tasks, events, event_numbers, queue, queued, idempotency, key_of, deadlines.
+# ARGV: task id.
 DELETE_TASK = """
 local id = ARGV[1]
 redis.call('HDEL', KEYS[1], id)
+redis.call('ZREM', KEYS[8], id)
 redis.call('DEL', KEYS[2])
 redis.call('HDEL', KEYS[3], id)
 local member = redis.call('HGET', KEYS[5], id)
@@ -206,4 +208,12 @@ APPEND_EVENT = """
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], n .. '-0', 'e', ARGV[3])
 return n
+"""
+
+# KEYS: deadlines. ARGV: now_ms. The tasks whose deadline has come, taken off the set at once,
+# so each goes to one node.
+DUE_DEADLINES = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 256)
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return due
 """
