@@ -137,8 +137,10 @@ class Engine(ABC):
     # Nodes ----------------------------------------------------------------------------------
 
     @abstractmethod
-    async def beat(self, node: str, expires_ns: int) -> None:
-        """`node` is alive until `expires_ns`; it renews this well before then."""
+    async def beat(self, node: str, expires_ns: int) -> bool:
+        """`node` is alive until `expires_ns`; it renews this well before then. False when the
+        lease was not there: the first beat, or it lapsed (another node may have buried the
+        node) or the storage lost it."""
 
     @abstractmethod
     async def expired_nodes(self, now_ns: int) -> list[str]:

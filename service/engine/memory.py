@@ -183,8 +183,10 @@ class MemoryEngine(Engine):
         stop = start + count if count else None
         return [entry[3] for entry in self._queue[start:stop]]
 
-    async def beat(self, node: str, expires_ns: int) -> None:
+    async def beat(self, node: str, expires_ns: int) -> bool:
+        held = node in self._nodes
         self._nodes[node] = expires_ns
+        return held
 
     async def expired_nodes(self, now_ns: int) -> list[str]:
         return [node for node, expiry in self._nodes.items() if expiry <= now_ns]

@@ -20,6 +20,7 @@ from agentplex.v1 import agent_pb2, envelope_pb2, registry_service_pb2
 
 if TYPE_CHECKING:
     from agentplex.hub.hub import Hub
+    from agentplex.hub.session import Session
 
 audit = logging.getLogger("agentplex.audit")
 
@@ -87,6 +88,34 @@ class Agents:
         audit.info("agent registered: %s by %s", agent_id, principal.id)
         await self._emit(agent_pb2.AGENT_EVENT_TYPE_JOINED, agent, "registered")
         return agent
+
+    async def restore(self, session: Session) -> None:
+        """Register a session's agent again after this node's registration was lost (its lease
+        lapsed and another node buried it, or Redis lost its data). If another node's session
+        took the id meanwhile, this session ends instead."""
+        if session.card is None:
+            return
+        existing = await self.engine.get_agent(session.agent_id)
+        if existing is not None and existing.node == self.hub.node:
+            return
+        if existing is not None:
+            session.end(f"agent {session.agent_id!r} registered on node {existing.node} meanwhile")
+            return
+        agent = registry.new_agent(
+            session.card,
+            owner=session.principal.id,
+            transport=session.transport,
+            node=self.hub.node,
+            now_ns=time.time_ns(),
+            default_max_tasks=self.hub.settings.agents.default_max_concurrent_tasks,
+        )
+        if not session.attached:
+            agent.status = registry.OFFLINE
+        agent.active_tasks = await self.hub.tasks.reconcile(agent.card.id)
+        await self.engine.put_agent(agent)
+        self.hub.tasks.agent_online(agent)
+        audit.info("agent registered again: %s (its hub node's lease had lapsed)", agent.card.id)
+        await self._emit(agent_pb2.AGENT_EVENT_TYPE_JOINED, agent, "registered again")
 
     async def _agent(self, principal: Principal, agent_id: str) -> agent_pb2.Agent:
         check_id(agent_id, "agent_id", self.hub.limits, required=True)

@@ -44,7 +44,8 @@ class Nodes:
         self._next_beat = 0
 
     async def start(self) -> None:
-        await self.beat(time.time_ns())
+        await self.engine.beat(self.hub.node, time.time_ns() + self._ttl_ns)
+        self._next_beat = time.time_ns() + self._ttl_ns // 3
 
     async def stop(self) -> None:
         """Leave: agents still registered here go (their tasks to other nodes' agents)."""
@@ -52,8 +53,20 @@ class Nodes:
         await self.engine.forget_node(self.hub.node)
 
     async def beat(self, now_ns: int) -> None:
-        await self.engine.beat(self.hub.node, now_ns + self._ttl_ns)
+        """Renew the lease. If it had gone (this node stalled past `engine.node_ttl` and was
+        buried, or Redis lost its data), the agents whose sessions are here register again and
+        give up the tasks that were sent elsewhere meanwhile."""
+        held = await self.engine.beat(self.hub.node, now_ns + self._ttl_ns)
         self._next_beat = now_ns + self._ttl_ns // 3
+        if not held:
+            sessions = [s for s in self.hub.sessions.all() if s.card is not None and not s.closed]
+            log.warning(
+                "this node's lease had lapsed (engine.node_ttl) or Redis lost it: "
+                "registering its %d agents again",
+                len(sessions),
+            )
+            for session in sessions:
+                await self.hub.agents.restore(session)
 
     async def tick(self, now_ns: int) -> None:
         """Renew this node's lease when due, and clean up after nodes whose lease ran out."""

@@ -62,6 +62,7 @@ class Session:
         self.id = secrets.token_hex(8)
         self.token = secrets.token_urlsafe(24) if resumable else ""
         self.agent_id = ""
+        self.card: agent_pb2.AgentCard | None = None  # the registered card, to register again
         self.subscriptions: dict[str, bool] = {}  # name or pattern -> acks required
         self.outbox: Outbox | None = None
         self.closed = False

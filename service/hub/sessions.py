@@ -85,7 +85,7 @@ class SessionManager:
                 agent = await self.hub.agents.register(
                     principal, hello.card, transport=transport, session_id=session.id
                 )
-                session.agent_id = agent.card.id
+                session.agent_id, session.card = agent.card.id, agent.card
                 self._by_agent[session.agent_id] = session
             session.send(Frame(ref=frame.ref, welcome=self._welcome(session, resumed=False)))
             if session.agent_id:

@@ -125,6 +125,17 @@ class TaskManager:
         self.table.put(slot)
         self.wake()
 
+    async def reconcile(self, agent_id: str) -> int:
+        """Drop the holds of an agent here on tasks the engine shows elsewhere (sent to another
+        agent while this node was taken for dead); returns how many it still holds. Whatever
+        the agent reports on a dropped task is refused as a stale attempt."""
+        held = self._held.get(agent_id, set())
+        for task_id in list(held):
+            task = await self.engine.get_task(task_id)
+            if task is None or task.assigned_agent_id != agent_id or task.state not in machine.HELD:
+                held.discard(task_id)
+        return len(held)
+
     def agent_status(self, agent_id: str, status: int) -> None:
         if self.table.update(agent_id, status=status) is not None:
             self.wake()
@@ -639,7 +650,11 @@ class TaskManager:
             if lease <= now_ns:
                 self._leases.pop(task_id, None)
                 task = await self.engine.get_task(task_id)
-                if task is not None and task.state == machine.ASSIGNED:
+                if (
+                    task is not None
+                    and task.state == machine.ASSIGNED
+                    and task_id in self._held.get(task.assigned_agent_id, ())  # by this node
+                ):
                     await self._retry(
                         task,
                         f"agent {task.assigned_agent_id} did not accept within "

@@ -175,3 +175,35 @@ async def test_a_deadline_is_kept_by_the_nodes_that_remain(
         await until(functools.partial(has_failed, on_a, handle.id), timeout=10)
         done = await on_a.get_task(handle.id)
         assert done.error.code == "DEADLINE_EXCEEDED"
+
+
+async def test_a_node_taken_for_dead_registers_its_agents_again(
+    private_redis: RedisServer,
+) -> None:
+    """Node A stalls past its lease (simulated: its lease is set in the past); node B buries
+    its agents. When A renews, it finds its lease gone and registers its live agents again, and
+    they get work as before."""
+
+    def on(node_id: str) -> HubNode:
+        return HubNode(shared(private_redis.url, False, prefix, node_id))
+
+    async def work(task: TaskContext) -> str:
+        return "still here"
+
+    prefix = f"multi{next(_prefixes)}"
+    async with (
+        on("node-a") as a,
+        on("node-b") as b,
+        Client(a.grpc_address) as on_a,
+        Client(b.grpc_address) as on_b,
+        on_a.session(card("phoenix", "rise")) as agent,
+    ):
+        agent.on_task(work)
+        events = on_b.watch_agents(include_current=False)
+        await a.hub.engine.beat("node-a", 0)  # as if node A had stopped renewing long ago
+        left = await asyncio.wait_for(anext(events), 10)
+        assert (left.type, left.agent.card.id) == (agent_pb2.AGENT_EVENT_TYPE_LEFT, "phoenix")
+        back = await asyncio.wait_for(anext(events), 10)
+        assert (back.type, back.agent.node) == (agent_pb2.AGENT_EVENT_TYPE_JOINED, "node-a")
+        handle = await on_b.submit("again", require=["rise"])
+        assert (await asyncio.wait_for(handle.result(), 10)).data == b"still here"

@@ -339,8 +339,9 @@ class RedisEngine(Engine):
     # Nodes ----------------------------------------------------------------------------------
 
     @_guarded
-    async def beat(self, node: str, expires_ns: int) -> None:
-        await self.redis.zadd(self.keys.nodes, {node: expires_ns // 1_000_000})
+    async def beat(self, node: str, expires_ns: int) -> bool:
+        added = await self.redis.zadd(self.keys.nodes, {node: expires_ns // 1_000_000})
+        return not added
 
     @_guarded
     async def expired_nodes(self, now_ns: int) -> list[str]:
