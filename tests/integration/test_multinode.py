@@ -207,3 +207,27 @@ async def test_a_node_taken_for_dead_registers_its_agents_again(
         assert (back.type, back.agent.node) == (agent_pb2.AGENT_EVENT_TYPE_JOINED, "node-a")
         handle = await on_b.submit("again", require=["rise"])
         assert (await asyncio.wait_for(handle.result(), 10)).data == b"still here"
+
+
+async def test_a_node_that_loses_its_pub_sub_connection_misses_nothing(
+    private_redis: RedisServer,
+) -> None:
+    """Redis drops every pub/sub connection (CLIENT KILL TYPE pubsub) while node A keeps
+    publishing: node B's subscriber still gets every message once, in order."""
+    prefix = f"multi{next(_prefixes)}"
+    async with (
+        HubNode(shared(private_redis.url, False, prefix, "node-a")) as a,
+        HubNode(shared(private_redis.url, False, prefix, "node-b")) as b,
+        Client(a.grpc_address) as on_a,
+        Client(b.grpc_address) as on_b,
+    ):
+        sub = on_b.subscribe("steady")
+        reading = asyncio.create_task(take(sub, 200, timeout=30))
+        await asyncio.wait_for(sub.ready.wait(), 5)
+        for i in range(200):
+            if i == 20:
+                private_redis.client().client_kill_filter(_type="pubsub")
+            await on_a.publish("steady", f"{i}")
+        got = await reading
+    assert [e.payload for e in got] == [str(i).encode() for i in range(200)]
+    assert [e.position.seq for e in got] == list(range(1, 201))

@@ -40,6 +40,7 @@ R = TypeVar("R")
 # rules out by hash tags.
 _UNREACHABLE = (ConnectionError, TimeoutError, ClusterError, RedisClusterException, OSError)
 WATCH_INTERVAL = 0.5
+GAP_PAGE = 1000
 # Queue members sort by (priority descending, submit time, arrival): fixed-width digits.
 _PRIORITY_BIAS = 1 << 31
 _MEMBER_ID_AT = 10 + 20 + 20 + 1
@@ -134,6 +135,7 @@ class RedisEngine(Engine):
             node,
             on_publications,
             on_node_message or (lambda _: None),
+            self._gap,
         )
         await self._fanout.start()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
@@ -216,6 +218,16 @@ class RedisEngine(Engine):
             reply = await self._history(keys=keys, args=[now_ms, self._ttl_ms, start, limit])
             entries = reply[4] if reply else []
         return Replay([self._entry(channel, current, e) for e in entries], top, current, recovered)
+
+    async def _gap(self, channel: str, seq: int, epoch: str) -> list[Accepted]:
+        """Everything `channel` holds after (seq, epoch), page by page (for the fan-out)."""
+        entries: list[Accepted] = []
+        while True:
+            page = await self.history(channel, seq, epoch, GAP_PAGE)
+            entries += page.entries
+            if len(page.entries) < GAP_PAGE:
+                return entries
+            seq, epoch = page.entries[-1].seq, page.epoch
 
     @staticmethod
     def _entry(channel: str, epoch: str, entry: list[Any]) -> Accepted:

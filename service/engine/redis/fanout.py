@@ -4,8 +4,10 @@ order the publish script ran, so every node sees every channel in seq order. A s
 it accepted on a channel as one message: a batch costs one pub/sub message, not one per envelope.
 
 The connection is remade after a failure, with backoff, and everything subscribed before is
-subscribed again. What was published while it was down is not replayed here; subscribers that
-track positions recover it from history.
+subscribed again. What was published meanwhile is then read from history, for every channel
+this node had heard from, and delivered before anything live: the node's subscribers see no
+gap. Each channel's publications leave here in strictly increasing seq, so an entry heard
+twice (from history and live) goes out once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,7 +23,7 @@ from google.protobuf.message import DecodeError
 from redis.exceptions import RedisError
 
 from agentplex.core.channel_log import Accepted
-from agentplex.core.globmatch import is_pattern
+from agentplex.core.globmatch import glob_match, is_pattern
 from agentplex.core.wire import with_position
 from agentplex.engine.base import NodeMessageHandler, PublicationHandler
 from agentplex.engine.redis.keys import Keys
@@ -29,6 +31,9 @@ from agentplex.redisconn import Backoff
 from agentplex.v1 import envelope_pb2
 
 log = logging.getLogger("agentplex.engine.redis")
+
+# Reads a channel's history after (seq, epoch): every entry up to its top.
+GapReader = Callable[[str, int, str], Awaitable[list[Accepted]]]
 
 
 def decode_publications(data: bytes, node: str) -> list[Accepted]:
@@ -62,8 +67,12 @@ class Fanout:
         node: str,
         on_publications: PublicationHandler,
         on_node_message: NodeMessageHandler,
+        read_gap: GapReader,
     ) -> None:
         self._connect = connect
+        self._read_gap = read_gap
+        self._heard: dict[str, tuple[int, str]] = {}  # channel -> last (seq, epoch) passed on
+        self._held: list[Accepted] | None = None  # live entries waiting behind a gap fill
         self._keys = keys
         self._node = node
         self._node_channels = (keys.node(node).encode(), keys.every_node.encode())
@@ -127,7 +136,9 @@ class Fanout:
             try:
                 await pubsub.subscribe(*self._node_channels)
                 reader = asyncio.get_running_loop().create_task(self._read(pubsub))
+                self._held = []
                 await self._subscribe(pubsub, sorted(self._wanted))
+                await self._fill_gaps()
                 self._pubsub = pubsub
                 self._connected.set()
                 backoff.reset()
@@ -135,6 +146,7 @@ class Fanout:
             except (RedisError, OSError) as err:
                 log.warning("redis pub/sub connection lost (%s); reconnecting", err)
             finally:
+                self._held = None
                 self._connected.clear()
                 if reader is not None:
                     reader.cancel()
@@ -149,6 +161,36 @@ class Fanout:
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
             await asyncio.sleep(backoff.delay())
+
+    def _pass_on(self, entries: Sequence[Accepted]) -> None:
+        """Hand entries on in increasing seq per channel, skipping any already passed on."""
+        heard = self._heard
+        fresh = []
+        for entry in entries:
+            last = heard.get(entry.channel)
+            if last is not None and entry.seq <= last[0] and entry.epoch == last[1]:
+                continue
+            heard[entry.channel] = (entry.seq, entry.epoch)
+            fresh.append(entry)
+        if fresh:
+            self._on_publications(fresh)
+
+    async def _fill_gaps(self) -> None:
+        """After a reconnect: what each channel heard from before published meanwhile, from
+        history, then the live entries that arrived during the reads."""
+        for channel, (seq, epoch) in list(self._heard.items()):
+            if any(
+                c == channel or (is_pattern(c) and glob_match(c, channel)) for c in self._wanted
+            ):
+                self._pass_on(await self._read_gap(channel, seq, epoch))
+        held, self._held = self._held or [], None
+        self._pass_on(held)
+
+    def _wants(self, channel: str) -> bool:
+        return any(
+            wanted == channel or (is_pattern(wanted) and glob_match(wanted, channel))
+            for wanted in self._wanted
+        )
 
     async def _read(self, pubsub: Any) -> None:
         while True:
@@ -171,7 +213,10 @@ class Fanout:
             except (ValueError, DecodeError):
                 log.warning("dropped an undecodable message on %r", message["channel"])
                 return
-            self._on_publications(entries)
+            if self._held is not None:
+                self._held.extend(entries)
+            else:
+                self._pass_on(entries)
         elif kind in ("subscribe", "psubscribe"):
             future = self._confirmations.pop(message["channel"], None)
             if future is not None and not future.done():
