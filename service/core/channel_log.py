@@ -7,6 +7,7 @@ history is contiguous and a replay is an index computation, not a search.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -74,6 +75,11 @@ class Replay:
     top: int
     epoch: str
     recovered: bool
+
+
+def intact(entry: Accepted) -> bool:
+    """The stored payload still has the sha256 it was accepted with."""
+    return hashlib.sha256(entry.envelope.payload).hexdigest() == entry.sha256
 
 
 def new_epoch() -> str:

@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agentplex.background import Background
 from agentplex.config import Settings
 from agentplex.core import authz
-from agentplex.core.channel_log import Accepted
+from agentplex.core.channel_log import Accepted, intact
 from agentplex.core.principal import Principal
 from agentplex.core.subscriptions import SubscriptionIndex
 from agentplex.core.validation import (
@@ -192,9 +192,8 @@ class Hub:
         skipped, counted and audited, never delivered as good data."""
         replay = await self.engine.history(channel, seq, epoch, limit)
         good = []
-        sha256 = hashlib.sha256
         for entry in replay.entries:
-            if sha256(entry.envelope.payload).hexdigest() == entry.sha256:
+            if intact(entry):
                 good.append(entry)
                 continue
             self.metrics.integrity_failures += 1

@@ -21,7 +21,14 @@ from google.protobuf.message import DecodeError
 from redis.exceptions import ClusterError, ConnectionError, RedisClusterException, TimeoutError
 
 from agentplex.config import EngineSettings
-from agentplex.core.channel_log import Accepted, Replay, Retention, new_epoch, replay_start
+from agentplex.core.channel_log import (
+    Accepted,
+    Replay,
+    Retention,
+    intact,
+    new_epoch,
+    replay_start,
+)
 from agentplex.core.wire import with_position
 from agentplex.engine.base import Engine, NodeMessageHandler, Outcome, PublicationHandler
 from agentplex.engine.redis import scripts
@@ -32,6 +39,7 @@ from agentplex.redisconn import connect, connect_pubsub, redacted
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 
 log = logging.getLogger("agentplex.engine.redis")
+audit = logging.getLogger("agentplex.audit")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -224,22 +232,31 @@ class RedisEngine(Engine):
         entries: list[Accepted] = []
         while True:
             page = await self.history(channel, seq, epoch, GAP_PAGE)
-            entries += page.entries
+            for entry in page.entries:
+                if intact(entry):
+                    entries.append(entry)
+                else:  # never delivered as good data (reads through the hub count these)
+                    audit.warning(
+                        "integrity failure: %s seq %d does not match its sha256; not delivered",
+                        channel,
+                        entry.seq,
+                    )
             if len(page.entries) < GAP_PAGE:
                 return entries
             seq, epoch = page.entries[-1].seq, page.epoch
 
-    @staticmethod
-    def _entry(channel: str, epoch: str, entry: list[Any]) -> Accepted:
+    def _entry(self, channel: str, epoch: str, entry: list[Any]) -> Accepted:
+        """A history entry: fields t (accepted, ms), n (the node that accepted it), e (the
+        envelope without its position)."""
         stream_id, fields = entry
         seq = int(stream_id.split(b"-", 1)[0])
         created_ns = int(fields[1]) * 1_000_000
-        wire = with_position(fields[3], seq, epoch)
+        wire = with_position(fields[5], seq, epoch)
         try:
             envelope = envelope_pb2.Envelope.FromString(wire)
         except DecodeError:
             return _corrupt(channel, seq, epoch, created_ns)
-        return Accepted(envelope, created_ns, wire=wire)
+        return Accepted(envelope, created_ns, wire=wire, local=fields[3].decode() == self._node)
 
     async def listen(self, channel: str) -> None:
         if self._fanout is not None:

@@ -87,7 +87,7 @@ while at <= #blob do
     out[#out + 1] = string.sub(hit, sep + 1)
   else
     top = top + 1
-    redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'e', raw)
+    redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'n', ARGV[8], 'e', raw)
     redis.call('ZADD', idx, now + window, id)
     fanned[#fanned + 1] = top .. ' ' .. #raw .. '\\n'
     fanned[#fanned + 1] = raw
