@@ -44,34 +44,35 @@ class Nodes:
         self._next_beat = 0
 
     async def start(self) -> None:
-        await self.engine.beat(self.hub.node, time.time_ns() + self._ttl_ns)
-        self._next_beat = time.time_ns() + self._ttl_ns // 3
+        await self._renew(time.time_ns())
 
     async def stop(self) -> None:
         """Leave: agents still registered here go (their tasks to other nodes' agents)."""
         await self._bury(self.hub.node, "its hub node stopped")
         await self.engine.forget_node(self.hub.node)
 
-    async def beat(self, now_ns: int) -> None:
-        """Renew the lease. If it had gone (this node stalled past `engine.node_ttl` and was
-        buried, or Redis lost its data), the agents whose sessions are here register again and
-        give up the tasks that were sent elsewhere meanwhile."""
-        held = await self.engine.beat(self.hub.node, now_ns + self._ttl_ns)
+    async def _renew(self, now_ns: int) -> bool:
+        """Extend this node's lease; False when it was not there any more."""
         self._next_beat = now_ns + self._ttl_ns // 3
-        if not held:
-            sessions = [s for s in self.hub.sessions.all() if s.card is not None and not s.closed]
-            log.warning(
-                "this node's lease had lapsed (engine.node_ttl) or Redis lost it: "
-                "registering its %d agents again",
-                len(sessions),
-            )
-            for session in sessions:
-                await self.hub.agents.restore(session)
+        return await self.engine.beat(self.hub.node, now_ns + self._ttl_ns)
+
+    async def _register_again(self) -> None:
+        """The lease had gone (this node stalled past `engine.node_ttl` and was buried, or
+        Redis lost its data): the agents whose sessions are here register again and give up
+        the tasks that were sent elsewhere meanwhile."""
+        sessions = [s for s in self.hub.sessions.all() if s.card is not None and not s.closed]
+        log.warning(
+            "this node's lease had lapsed (engine.node_ttl) or Redis lost it: "
+            "registering its %d agents again",
+            len(sessions),
+        )
+        for session in sessions:
+            await self.hub.agents.restore(session)
 
     async def tick(self, now_ns: int) -> None:
         """Renew this node's lease when due, and clean up after nodes whose lease ran out."""
-        if now_ns >= self._next_beat:
-            await self.beat(now_ns)
+        if now_ns >= self._next_beat and not await self._renew(now_ns):
+            await self._register_again()
         for node in await self.engine.expired_nodes(now_ns):
             if node != self.hub.node and await self.engine.forget_node(node):
                 log.warning(

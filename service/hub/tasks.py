@@ -162,11 +162,7 @@ class TaskManager:
         """A frame another node sent for an agent whose session is here. A cancel also ends
         this node's hold on the task."""
         if frame.HasField("task_cancel"):
-            held = self._held.get(agent_id)
-            if held is not None and frame.task_cancel.task_id in held:
-                held.discard(frame.task_cancel.task_id)
-                await self._set_load(agent_id, len(held), time.time_ns())
-                self.wake()
+            await self._drop_hold(agent_id, frame.task_cancel.task_id)
         if self.hub.sessions.holding(agent_id) is not None:
             self._tell(agent_id, frame)
 
@@ -545,16 +541,22 @@ class TaskManager:
         agent_id = task.assigned_agent_id
         if not agent_id:
             return
-        held = self._held.get(agent_id, set())
-        if task.id in held:
-            held.discard(task.id)
-            await self._set_load(agent_id, len(held), time.time_ns())
-            self.wake()
-        elif self.hub.sessions.holding(agent_id) is not None:
+        dropped = await self._drop_hold(agent_id, task.id)
+        if not dropped and self.hub.sessions.holding(agent_id) is not None:
             return  # an agent here that no longer holds the task: nothing to tell it
         if cancel_agent:  # here, or on the node that holds the agent's session
             cancel = ss.TaskCancel(task_id=task.id, attempt=task.attempt, reason=reason)
             self._tell(agent_id, ss.ConnectResponse(task_cancel=cancel))
+
+    async def _drop_hold(self, agent_id: str, task_id: str) -> bool:
+        """End an agent's hold on a task here, freeing its slot; False if it held none."""
+        held = self._held.get(agent_id)
+        if held is None or task_id not in held:
+            return False
+        held.discard(task_id)
+        await self._set_load(agent_id, len(held), time.time_ns())
+        self.wake()
+        return True
 
     async def _set_load(self, agent_id: str, active: int, now: int) -> None:
         self.table.update(agent_id, active=active, now_ns=now)

@@ -24,6 +24,7 @@ from tests.conftest import ENGINES, engine_settings
 from tests.integration.test_sessions import has_status
 from tests.support.hubs import fast_settings
 from tests.support.streams import take, until
+from tests.support.ws_sessions import answer
 
 JSON, PROTO = "agentplex.v1.json", "agentplex.v1.proto"
 
@@ -72,15 +73,6 @@ class Peer:
         while len(out) < count:
             out.extend((await self.read_kind("deliveries")).deliveries.deliveries)
         return out
-
-
-async def recv_json(ws: ClientConnection, ref: str = "", timeout: float = 5) -> dict[str, Any]:
-    """The hub's answer to the frame `ref` (or, without one, its next error), skipping pings
-    and frames of the hub's own (an agent's inbox subscription receipt)."""
-    while True:
-        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if frame.get("ref", "") == ref and ("error" in frame or ref):
-            return frame
 
 
 @pytest.fixture
@@ -135,12 +127,12 @@ async def test_raw_json_text_frames_as_a_browser_sends_them(node: HubNode, clien
     async with connect(f"{node.ws_url}/v1/connect") as ws:  # no subprotocol: JSON
         assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"]
         await ws.send('{"ref": "h", "hello": {"card": {"id": "browser"}}}')
-        welcome = await recv_json(ws, "h")
+        welcome = await answer(ws, "h")
         assert welcome["ref"] == "h" and welcome["welcome"]["agentId"] == "browser"
         payload = base64.b64encode(b"hi").decode()
         await ws.send(json.dumps({"ref": "p", "publish": {"envelopes": [
             {"channel": "plain", "payload": payload}]}}))  # fmt: skip
-        receipt = await recv_json(ws, "p")
+        receipt = await answer(ws, "p")
         assert (
             receipt["ref"] == "p" and receipt["receipt"]["published"][0]["position"]["seq"] == "1"
         )
@@ -150,7 +142,7 @@ async def test_raw_json_text_frames_as_a_browser_sends_them(node: HubNode, clien
 async def test_bad_frames_get_errors_and_the_hub_stays_up(node: HubNode, client: Client) -> None:
     async with connect(f"{node.ws_url}/v1/connect", subprotocols=[JSON]) as ws:  # type: ignore[list-item]
         await ws.send('{"ref": "h", "hello": {}}')
-        await recv_json(ws, "h")
+        await answer(ws, "h")
         for bad, ref in (
             ("not json", ""),
             ('{"ref": "r1", "publsh": {}}', "r1"),  # an unknown field
@@ -158,11 +150,11 @@ async def test_bad_frames_get_errors_and_the_hub_stays_up(node: HubNode, client:
             ('{"ref": "r2", "publish": {"envelopes": [{"channel": "bad name!"}]}}', "r2"),
         ):
             await ws.send(bad)
-            error = await recv_json(ws, ref)
+            error = await answer(ws, ref)
             assert error.get("ref", "") == ref and error["error"]["message"], error
             assert not error["error"].get("fatal")
         await ws.send('{"ref": "ok", "publish": {"envelopes": [{"channel": "fine"}]}}')
-        assert "receipt" in await recv_json(ws, "ok")
+        assert "receipt" in await answer(ws, "ok")
     assert len((await client.history("fine")).envelopes) == 1
 
 
@@ -171,7 +163,7 @@ async def test_a_frame_before_hello_or_too_large_closes_with_a_reason(
 ) -> None:
     async with connect(f"{node.ws_url}/v1/connect") as ws:
         await ws.send('{"ref": "x", "publish": {}}')
-        error = await recv_json(ws, "x")
+        error = await answer(ws, "x")
         assert error["error"]["fatal"] and "hello" in error["error"]["message"]
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
@@ -266,7 +258,7 @@ async def test_a_dead_peer_is_noticed_by_keepalive() -> None:
     async with HubNode(fast_settings(session=session)) as hub, Client(hub.grpc_address) as grpc:
         ws = await connect(f"{hub.ws_url}/v1/connect", ping_interval=None)
         await ws.send('{"ref": "h", "hello": {"card": {"id": "ghost"}}}')
-        await recv_json(ws, "h")
+        await answer(ws, "h")
         ws.transport.pause_reading()  # alive at the TCP level, deaf to pings
         offline = agent_pb2.AGENT_STATUS_OFFLINE
         await until(lambda: has_status(grpc, "ghost", offline), timeout=10)

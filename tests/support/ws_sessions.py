@@ -20,20 +20,21 @@ async def open_sessions(
         async with gate:
             ws = await connect(url, compression=compression, open_timeout=60, ping_interval=None)
             await ws.send(json.dumps({"ref": "h", "hello": {}}))
-            await _answer(ws, "h")
+            assert "error" not in await answer(ws, "h", timeout=60)
             if subscribe:
                 await ws.send(json.dumps({"ref": "s", "subscribe": {"channels": [subscribe]}}))
-                await _answer(ws, "s")
+                assert "error" not in await answer(ws, "s", timeout=60)
             return ws
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def _answer(ws: ClientConnection, ref: str) -> dict[str, Any]:
+async def answer(ws: ClientConnection, ref: str = "", timeout: float = 5) -> dict[str, Any]:
+    """The hub's JSON answer to the frame `ref` (or, without one, its next error), skipping
+    pings and frames of the hub's own (an agent's inbox subscription receipt)."""
     while True:
-        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 60))
-        if frame.get("ref") == ref:
-            assert "error" not in frame, frame
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if frame.get("ref", "") == ref and ("error" in frame or ref):
             return frame
 
 

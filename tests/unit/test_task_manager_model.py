@@ -30,17 +30,18 @@ from agentplex.hub.session import Session
 from agentplex.v1 import agent_pb2, session_service_pb2 as ss, task_pb2
 from tests.support.hubs import fast_settings
 from tests.unit.test_routing import reference_route
-
-SUBMITTED = task_pb2.TASK_STATE_SUBMITTED
-ASSIGNED = task_pb2.TASK_STATE_ASSIGNED
-WORKING = task_pb2.TASK_STATE_WORKING
-INPUT_REQUIRED = task_pb2.TASK_STATE_INPUT_REQUIRED
-COMPLETED = task_pb2.TASK_STATE_COMPLETED
-FAILED = task_pb2.TASK_STATE_FAILED
-CANCELED = task_pb2.TASK_STATE_CANCELED
-REJECTED = task_pb2.TASK_STATE_REJECTED
-HELD = frozenset({ASSIGNED, WORKING, INPUT_REQUIRED})
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELED, REJECTED})
+from tests.unit.test_task_machine import (
+    ASSIGNED,
+    CANCELED,
+    COMPLETED,
+    FAILED,
+    HELD,
+    INPUT_REQUIRED,
+    REJECTED,
+    SUBMITTED,
+    TERMINAL,
+    WORKING,
+)
 
 Kind: TypeAlias = agent_pb2.AgentKind.ValueType
 Status: TypeAlias = agent_pb2.AgentStatus.ValueType

@@ -179,14 +179,15 @@ class Fanout:
         """After a reconnect: what each channel heard from before published meanwhile, from
         history, then the live entries that arrived during the reads."""
         for channel, (seq, epoch) in list(self._heard.items()):
-            if any(
-                c == channel or (is_pattern(c) and glob_match(c, channel)) for c in self._wanted
-            ):
+            if self._wants(channel):
                 self._pass_on(await self._read_gap(channel, seq, epoch))
+            else:  # nobody here listens any more: forget it
+                del self._heard[channel]
         held, self._held = self._held or [], None
         self._pass_on(held)
 
     def _wants(self, channel: str) -> bool:
+        """A channel or pattern this node listens to covers `channel`."""
         return any(
             wanted == channel or (is_pattern(wanted) and glob_match(wanted, channel))
             for wanted in self._wanted

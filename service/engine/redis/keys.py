@@ -38,9 +38,6 @@ class Keys:
         """The pub/sub channel (or pattern) every node hears a hub channel's publications on."""
         return self._fan + channel
 
-    def fanned(self, pubsub_channel: bytes) -> str:
-        return pubsub_channel[len(self._fan) :].decode()
-
     def node(self, node: str) -> str:
         """The pub/sub channel of messages addressed to one node."""
         return self._node + node
