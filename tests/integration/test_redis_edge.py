@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,15 +28,28 @@ from agentplex.node import HubNode
 from agentplex.v1 import envelope_pb2
 from tests.support.hubs import fast_settings
 from tests.support.redis_edge import edge_hub, edge_of, edge_settings, unique_prefix, until
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import RedisServer, find_redis_server, redis_server
 from tests.support.streams import take
 from tests.support.tls import certificates
+
+pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="no redis-server found")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with redis_server() as running:
+        yield running
 
 
 @pytest.fixture
 async def redis(server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     async with aioredis.Redis(host=server.host, port=server.port) as r:
         yield r
+
+
+@pytest.fixture
+def prefix() -> str:
+    return unique_prefix()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ the same Session as SessionService.Connect, with JSON frames."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
@@ -13,11 +13,24 @@ import redis.asyncio as aioredis
 from agentplex.client import Client, HubError
 from agentplex.node import HubNode
 from agentplex.v1 import agent_pb2, session_service_pb2 as ss
-from tests.support.redis_edge import RedisAgent, edge_hub, until
-from tests.support.redis_server import RedisServer
+from tests.support.redis_edge import RedisAgent, edge_hub, unique_prefix, until
+from tests.support.redis_server import RedisServer, find_redis_server, redis_server
 from tests.support.streams import take
 
+pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="no redis-server found")
+
 CARD = {"id": "redis-agent", "capabilities": ["redis"]}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with redis_server() as running:
+        yield running
+
+
+@pytest.fixture
+def prefix() -> str:
+    return unique_prefix()
 
 
 @pytest.fixture
