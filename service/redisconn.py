@@ -14,7 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from agentplex.config import EngineSettings
+from agentplex.config.sections import EngineSettings
 
 Client = aioredis.Redis | RedisCluster
 

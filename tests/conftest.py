@@ -11,9 +11,22 @@ import pytest
 from agentplex.client import Client
 from agentplex.config import Settings
 from agentplex.node import HubNode
+from tests.support import stalls
 from tests.support.hubs import fast_settings
 from tests.support.redis_cluster import RedisClusterNodes, redis_cluster
 from tests.support.redis_server import RedisServer, find_redis_server, redis_server
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Ahead of pytest-timeout's own report, print what the stalled test's tasks await."""
+    if settings.timeout > 10:
+        stalls.arm(item.nodeid, settings.timeout - 5)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    stalls.disarm(item.nodeid)
 
 
 def _need_redis_server() -> None:

@@ -6,6 +6,7 @@ async with Client("127.0.0.1:50051") as hub:
     await hub.publish("chat", "hello")
 """
 
+from agentplex.client.channel import Tls
 from agentplex.client.client import DEFAULT_HUB, Client, Subscription, envelope
 from agentplex.client.errors import HubError, SessionClosed
 from agentplex.client.session import Message, Session, SessionSubscription
@@ -26,5 +27,6 @@ __all__ = [
     "TaskFailed",
     "TaskHandle",
     "TaskRejected",
+    "Tls",
     "envelope",
 ]

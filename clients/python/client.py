@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from grpc import aio
 
+from agentplex.client.channel import Tls, default_token, open_channel
 from agentplex.client.content import as_bytes
 from agentplex.client.errors import HubError
 from agentplex.client.positions import Positions
@@ -37,22 +37,11 @@ from agentplex.v1 import (
 )
 
 DEFAULT_HUB = "127.0.0.1:50051"
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
 def default_hub() -> str:
     return os.environ.get("AGENTPLEX_HUB", DEFAULT_HUB)
-
-
-def channel_options() -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-    ]
 
 
 # Envelope ids: random per process, then counted: unique without an OS random read per envelope.
@@ -86,10 +75,21 @@ def envelope(
 class Client:
     """A connection to one hub over gRPC. Cheap to keep; every call may run concurrently."""
 
-    def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = 10.0,
+        token: str | None = None,
+        tls: Tls | None = None,
+    ) -> None:
+        """`token`: a bearer token for a hub with auth on (default $AGENTPLEX_TOKEN).
+        `tls`: connect over TLS (`Tls()` trusts the system's roots)."""
         self.address = address or default_hub()
         self.timeout = timeout
-        self.channel = aio.insecure_channel(self.address, options=channel_options())
+        self.channel = open_channel(
+            self.address, token=default_token() if token is None else token, tls=tls
+        )
         self.messaging = ms_grpc.MessagingServiceStub(self.channel)
         self.registry = rs_grpc.RegistryServiceStub(self.channel)
         self.tasks = ts_grpc.TaskServiceStub(self.channel)

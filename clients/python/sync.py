@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
+from agentplex.client.channel import Tls
 from agentplex.client.client import Client
 from agentplex.v1 import agent_pb2, envelope_pb2, messaging_service_pb2 as ms
 
@@ -21,15 +22,22 @@ T = TypeVar("T")
 
 
 class SyncClient:
-    def __init__(self, address: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = 10.0,
+        token: str | None = None,
+        tls: Tls | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._client = self._run(self._make(address, timeout))
+        self._client = self._run(self._make(address, timeout=timeout, token=token, tls=tls))
 
     @staticmethod
-    async def _make(address: str | None, timeout: float) -> Client:
-        return Client(address, timeout=timeout)
+    async def _make(address: str | None, **options: Any) -> Client:
+        return Client(address, **options)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

@@ -13,9 +13,8 @@ import signal
 import sys
 from typing import Any
 
-from agentplex.cli.common import enum_value, stop_on_signals
-from agentplex.client import Client, HubError, TaskContext
-from agentplex.client.client import default_hub
+from agentplex.cli.common import add_connection, client_of, enum_value, stop_on_signals
+from agentplex.client import HubError, TaskContext
 from agentplex.v1 import agent_pb2
 
 KILL_GRACE = 5.0
@@ -23,7 +22,7 @@ KILL_GRACE = 5.0
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser("agent", help="run an agent that executes a command per task")
-    p.add_argument("--hub", default=None, help="hub address (default $AGENTPLEX_HUB)")
+    add_connection(p)
     p.add_argument("--id", default="", help="stable agent id (default: assigned by the hub)")
     p.add_argument("--name", default="")
     p.add_argument("--kind", default="custom", help="claude_code, cursor, ..., custom")
@@ -94,7 +93,7 @@ async def serve(args: argparse.Namespace) -> None:
         capabilities=[c for c in args.capabilities.split(",") if c],
         max_concurrent_tasks=args.max_tasks,
     )
-    async with Client(args.hub or default_hub()) as client:
+    async with client_of(args) as client:
         await client.wait_ready()
         async with client.session(card) as session:
             session.on_task(lambda task: run_command(args.command, task))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -15,18 +16,42 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from agentplex.client import Client, HubError
+from agentplex.client import Client, HubError, Tls
 from agentplex.client.client import default_hub
 from agentplex.client.tasks import TaskFailed
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
+    add_connection(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def add_connection(p: argparse.ArgumentParser) -> None:
+    """How to reach the hub: address, token and TLS."""
     p.add_argument(
         "--hub",
         default=None,
         help="hub address HOST:PORT (default $AGENTPLEX_HUB or 127.0.0.1:50051)",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--token", default=None, help="bearer token (default $AGENTPLEX_TOKEN)")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect over TLS (implied by --tls-ca; default $AGENTPLEX_TLS_CA)",
+    )
+    p.add_argument("--tls-ca", default=None, help="CA file to trust for the hub's certificate")
+    p.add_argument("--tls-cert", default=None, help="client certificate, for mutual TLS")
+    p.add_argument("--tls-key", default=None, help="client certificate's key, for mutual TLS")
+
+
+def client_of(args: argparse.Namespace) -> Client:
+    """A client of the hub the command line (or AGENTPLEX_HUB, AGENTPLEX_TOKEN,
+    AGENTPLEX_TLS_CA) names."""
+    ca = args.tls_ca or os.environ.get("AGENTPLEX_TLS_CA", "")
+    tls = None
+    if args.tls or ca or args.tls_cert:
+        tls = Tls(ca_file=ca, cert_file=args.tls_cert or "", key_file=args.tls_key or "")
+    return Client(args.hub or default_hub(), token=args.token, tls=tls)
 
 
 def run_client(
@@ -40,7 +65,7 @@ def run_client(
         name = " ".join(filter(None, (args.command, getattr(args, "action", None))))
 
         async def go() -> int:
-            async with Client(address) as client:
+            async with client_of(args) as client:
                 return await command(client, args)
 
         try:

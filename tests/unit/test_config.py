@@ -9,13 +9,48 @@ import pytest
 
 from agentplex.config import ENVIRONMENTS, ConfigError, Settings, load_settings
 
+SEED_NAMES = [
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "REDIS_SSL",
+    "WEBSOCKET_HOST",
+    "WEBSOCKET_PORT",
+    "WEBSOCKET_SSL_ENABLED",
+    "WEBSOCKET_SSL_CERTFILE",
+    "WEBSOCKET_SSL_KEYFILE",
+    "JWT_SECRET_KEY",
+    "API_KEY_REQUIRED",
+    "RATE_LIMIT_ENABLED",
+    "CLAUDE_CLI_PATH",
+    "CURSOR_CLI_PATH",
+    "GH_CLI_PATH",
+    "GEMINI_CLI_PATH",
+    "ENVIRONMENT",
+    "DEBUG",
+]
+STRONG_SECRET = "k7Gq2v9Xw4Lm8Np3Rs6Tu1Yz5Ab0Cd2Ef"
+
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No AGENTPLEX_* or dynaconf variables from the caller's shell leak into these tests."""
+    """No AGENTPLEX_*, seed or dynaconf variables from the caller's shell leak into these
+    tests."""
     for name in list(os.environ):
-        if name.upper().startswith("AGENTPLEX") or name.upper().endswith("_FOR_DYNACONF"):
+        upper = name.upper()
+        if upper.startswith("AGENTPLEX") or upper.endswith("_FOR_DYNACONF") or upper in SEED_NAMES:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def production_ready(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What production demands: a strong JWT secret and TLS on both ports."""
+    monkeypatch.setenv("AGENTPLEX_AUTH__JWT_SECRET", STRONG_SECRET)
+    for port in ("GRPC", "WS"):
+        for part in ("CERT", "KEY"):
+            path = tmp_path / f"{port}-{part}.pem".lower()
+            path.write_text("placeholder: validation checks that the file exists")
+            monkeypatch.setenv(f"AGENTPLEX_TLS__{port}_{part}_FILE", str(path))
 
 
 def refused(*fragments: str) -> str:
@@ -33,11 +68,13 @@ def test_packaged_defaults_equal_dataclass_defaults() -> None:
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.usefixtures("production_ready")
 def test_every_environment_loads(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTPLEX_ENV", env)
     assert load_settings().env == env
 
 
+@pytest.mark.usefixtures("production_ready")
 def test_env_argument_beats_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTPLEX_ENV", "staging")
     assert load_settings("production").env == "production"
@@ -116,6 +153,7 @@ def test_bad_settings_are_named(
     refused(*fragments)
 
 
+@pytest.mark.usefixtures("production_ready")
 def test_config_file_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "agentplex.toml"
     path.write_text(
