@@ -31,12 +31,26 @@ class AlreadyExists(HubError):
     code = grpc.StatusCode.ALREADY_EXISTS
 
 
+class Unauthenticated(HubError):
+    """No token, or one that does not verify: the message says which defect."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class PermissionDenied(HubError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class ResourceExhausted(HubError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class RateLimited(ResourceExhausted):
+    """A token bucket ran dry: `retry_after` seconds until the request would pass."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class FailedPrecondition(HubError):

@@ -52,10 +52,10 @@ def default_token() -> str:
 
 
 class _Bearer(
-    aio.UnaryUnaryClientInterceptor[Any, Any],
-    aio.UnaryStreamClientInterceptor[Any, Any],
-    aio.StreamUnaryClientInterceptor[Any, Any],
-    aio.StreamStreamClientInterceptor[Any, Any],
+    aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    aio.StreamStreamClientInterceptor,  # type: ignore[type-arg]
 ):
     """Adds `authorization: Bearer <token>` to every call's metadata."""
 

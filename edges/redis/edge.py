@@ -49,7 +49,7 @@ class RedisEdge:
         )
         self.mirror = Mirror(hub, self.redis, self.names)
         self.ingress = Ingress(hub, allow_list(cfg.ingress))
-        self.sessions = RedisSessions(hub, self.redis, self.names)
+        self.sessions = RedisSessions(hub, self.redis, self.names, self.ingress)
         self.leader = LeaderLock(
             self.lock_redis, self.names.leader_key, settings.engine.node_ttl, hub.node, self._led
         )

@@ -9,7 +9,7 @@ import logging
 from agentplex.core.globmatch import glob_match
 from agentplex.edges.frames import Refused
 from agentplex.edges.redis.codec import decode_publish
-from agentplex.edges.redis.principal import PRINCIPAL
+from agentplex.edges.redis.principal import ingress_principal
 from agentplex.errors import HubError
 from agentplex.hub import Hub
 
@@ -25,21 +25,27 @@ class Ingress:
     def __init__(self, hub: Hub, patterns: tuple[str, ...]) -> None:
         self.hub = hub
         self.patterns = patterns
+        self.principal = ingress_principal(hub.auth.enabled, patterns)
         self.accepted = 0
         self.refused = 0
 
     def allows(self, channel: str) -> bool:
         return any(glob_match(p, channel) for p in self.patterns)
 
+    def check(self, channel: str) -> None:
+        """Refuse a channel outside the allow-list (for Redis sessions too, on top of their
+        token's scopes)."""
+        if not self.allows(channel):
+            raise Refused(
+                f"channel {channel!r} is not allowed by redis_edge.ingress "
+                f"({','.join(self.patterns) or 'empty: no channel'})"
+            )
+
     async def publish(self, channel: str, data: bytes) -> None:
         """Publish what arrived for `channel`, or log and count why not."""
         try:
-            if not self.allows(channel):
-                raise Refused(
-                    f"channel {channel!r} is not allowed by redis_edge.ingress "
-                    f"({','.join(self.patterns) or 'empty: no channel'})"
-                )
-            await self.hub.publish(PRINCIPAL, [decode_publish(channel, data)])
+            self.check(channel)
+            await self.hub.publish(self.principal, [decode_publish(channel, data)])
         except (Refused, HubError) as err:
             self.refused += 1
             log.warning("redis edge: refused a publish on %r: %s", channel, err)

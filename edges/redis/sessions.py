@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 
 from agentplex.core.validation import check_id
 from agentplex.edges.frames import Refused, json_frames, parse_json_frame, to_json
+from agentplex.edges.redis.ingress import Ingress
 from agentplex.edges.redis.names import Names
-from agentplex.edges.redis.principal import PRINCIPAL
 from agentplex.errors import HubError, InvalidArgument, ResourceExhausted
 from agentplex.hub import Hub
 from agentplex.hub.connection import Connection
@@ -33,10 +33,15 @@ log = logging.getLogger("agentplex.edges.redis")
 
 
 class RedisConnection:
-    def __init__(self, hub: Hub, redis: aioredis.Redis, out: str) -> None:
+    def __init__(
+        self, hub: Hub, redis: aioredis.Redis, out: str, session_id: str, ingress: Ingress
+    ) -> None:
         self.redis = redis
         self.out = out
-        self.connection = Connection(hub, PRINCIPAL, agent_pb2.TRANSPORT_REDIS)
+        self.ingress = ingress
+        self.connection = Connection(
+            hub, agent_pb2.TRANSPORT_REDIS, peer=f"redis:session:{session_id}"
+        )
         self.limit = hub.limits.session_queue
         self._inbound: asyncio.Queue[ss.ConnectRequest] = asyncio.Queue(self.limit)
 
@@ -47,7 +52,11 @@ class RedisConnection:
     def feed(self, data: bytes) -> None:
         """Queue one frame from the client; a bad one is answered with an error frame."""
         try:
-            self._inbound.put_nowait(parse_json_frame(data))
+            frame = parse_json_frame(data)
+            if frame.WhichOneof("frame") == "publish":
+                for env in frame.publish.envelopes:
+                    self.ingress.check(env.channel)
+            self._inbound.put_nowait(frame)
         except Refused as err:
             self.connection.refuse(InvalidArgument(err.reason), err.ref)
         except asyncio.QueueFull:
@@ -101,10 +110,11 @@ class RedisConnection:
 class RedisSessions:
     """The Redis connections this node serves, by session id (the `<id>` of the channels)."""
 
-    def __init__(self, hub: Hub, redis: aioredis.Redis, names: Names) -> None:
+    def __init__(self, hub: Hub, redis: aioredis.Redis, names: Names, ingress: Ingress) -> None:
         self.hub = hub
         self.redis = redis
         self.names = names
+        self.ingress = ingress
         self.refused = 0
         self._connections: dict[str, RedisConnection] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -122,7 +132,7 @@ class RedisSessions:
                 log.warning("redis edge: ignored a session frame: %s", err)
                 return
             conn = self._connections[session_id] = RedisConnection(
-                self.hub, self.redis, self.names.session_out(session_id)
+                self.hub, self.redis, self.names.session_out(session_id), session_id, self.ingress
             )
             task = asyncio.get_running_loop().create_task(self._run(session_id, conn))
             self._tasks.add(task)

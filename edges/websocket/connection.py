@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from agentplex.core.principal import ANONYMOUS
 from agentplex.edges.frames import (
     Refused,
     json_frames,
@@ -29,6 +29,7 @@ from agentplex.edges.frames import (
 from agentplex.errors import InvalidArgument
 from agentplex.hub import Hub
 from agentplex.hub.connection import Connection
+from agentplex.security.auth import bearer
 from agentplex.v1 import agent_pb2, session_service_pb2 as ss
 
 JSON, PROTO = "agentplex.v1.json", "agentplex.v1.proto"
@@ -54,9 +55,29 @@ def close_reason(reason: str) -> str:
     return encoded.decode(errors="ignore")
 
 
+def token_of(ws: ServerConnection) -> str:
+    """The bearer token of the upgrade request: its Authorization header, else the `token`
+    query parameter (browsers cannot set headers on a WebSocket)."""
+    request = ws.request
+    if request is None:
+        return ""
+    token = bearer(request.headers.get("Authorization", ""))
+    if token:
+        return token
+    query = parse_qs(urlsplit(request.path).query)
+    return query.get("token", [""])[0]
+
+
+def peer_of(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+
+
 async def serve_websocket(hub: Hub, ws: ServerConnection) -> None:
     """Run one session over `ws` until either side ends it."""
-    connection = Connection(hub, ANONYMOUS, agent_pb2.TRANSPORT_WEBSOCKET)
+    connection = Connection(
+        hub, agent_pb2.TRANSPORT_WEBSOCKET, token=token_of(ws), peer=peer_of(ws)
+    )
     reader = asyncio.get_running_loop().create_task(connection.serve(_frames(ws, connection)))
     try:
         await _write(ws, connection, ws.subprotocol == PROTO)

@@ -1,11 +1,21 @@
-"""Who may do what: one place for every transport (scopes as in DESIGN.md's security section)."""
+"""Who may do what: one place for every transport (scopes as in DESIGN.md's security section).
+Every refusal, and every use of admin power over another principal's agent or task, is
+audited here."""
 
 from __future__ import annotations
 
+from typing import NoReturn
+
+from agentplex import audit
 from agentplex.core.globmatch import glob_match, is_pattern
 from agentplex.core.principal import Principal
 from agentplex.core.validation import inbox_owner, is_inbox, is_system
 from agentplex.errors import PermissionDenied
+
+
+def _deny(principal: Principal, message: str) -> NoReturn:
+    audit.record("permission.denied", principal, reason=message)
+    raise PermissionDenied(message)
 
 
 def _scoped(principal: Principal, action: str, channel: str) -> bool:
@@ -18,11 +28,9 @@ def _scoped(principal: Principal, action: str, channel: str) -> bool:
 
 def check_publish(principal: Principal, channel: str) -> None:
     if is_system(channel) and not principal.is_admin:
-        raise PermissionDenied(f"channel {channel!r} is the hub's own (names starting with '_')")
+        _deny(principal, f"channel {channel!r} is the hub's own (names starting with '_')")
     if not _scoped(principal, "publish", channel):
-        raise PermissionDenied(
-            f"publishing to {channel!r} needs a publish:<glob> scope matching it"
-        )
+        _deny(principal, f"publishing to {channel!r} needs a publish:<glob> scope matching it")
 
 
 def check_subscribe(principal: Principal, channel: str, agent_id: str) -> None:
@@ -30,15 +38,14 @@ def check_subscribe(principal: Principal, channel: str, agent_id: str) -> None:
     if not is_pattern(channel):
         if not can_receive(principal, agent_id, channel):
             if is_inbox(channel):
-                raise PermissionDenied(
+                _deny(
+                    principal,
                     f"{channel!r} is the inbox of agent {inbox_owner(channel)!r}: only "
-                    "that agent's session (or an admin) may read it"
+                    "that agent's session (or an admin) may read it",
                 )
-            raise PermissionDenied(
-                f"reading {channel!r} needs a subscribe:<glob> scope matching it"
-            )
+            _deny(principal, f"reading {channel!r} needs a subscribe:<glob> scope matching it")
     elif not principal.is_admin and not any(s.startswith("subscribe:") for s in principal.scopes):
-        raise PermissionDenied(f"subscribing to {channel!r} needs a subscribe:<glob> scope")
+        _deny(principal, f"subscribing to {channel!r} needs a subscribe:<glob> scope")
 
 
 def can_receive(principal: Principal, agent_id: str, channel: str) -> bool:
@@ -51,19 +58,36 @@ def can_receive(principal: Principal, agent_id: str, channel: str) -> bool:
 
 def check_register(principal: Principal) -> None:
     if not principal.is_admin and "agent" not in principal.scopes:
-        raise PermissionDenied("registering an agent needs the 'agent' scope")
+        _deny(principal, "registering an agent needs the 'agent' scope")
+
+
+def check_agent_id(principal: Principal, agent_id: str) -> None:
+    """An `agent` token registers only as its own `sub`; anonymous callers and admins choose."""
+    if principal.anonymous or principal.is_admin or agent_id == principal.id:
+        return
+    _deny(
+        principal,
+        f"a token with the 'agent' scope registers only as its own sub {principal.id!r}, "
+        f"not as {agent_id!r}",
+    )
 
 
 def check_agent_owner(principal: Principal, owner: str, agent_id: str) -> None:
-    if owner != principal.id and not principal.is_admin:
-        raise PermissionDenied(f"agent {agent_id!r} belongs to another principal")
+    if owner == principal.id:
+        return
+    if not principal.is_admin:
+        _deny(principal, f"agent {agent_id!r} belongs to another principal")
+    audit.record("admin.override", principal, agent=agent_id, owner=owner)
 
 
 def check_scope(principal: Principal, scope: str) -> None:
     if not principal.is_admin and scope not in principal.scopes:
-        raise PermissionDenied(f"this needs the {scope!r} scope")
+        _deny(principal, f"this needs the {scope!r} scope")
 
 
 def check_task_owner(principal: Principal, submitter: str, task_id: str) -> None:
-    if submitter != principal.id and not principal.is_admin:
-        raise PermissionDenied(f"task {task_id} was submitted by another principal")
+    if submitter == principal.id:
+        return
+    if not principal.is_admin:
+        _deny(principal, f"task {task_id} was submitted by another principal")
+    audit.record("admin.override", principal, task=task_id, owner=submitter)

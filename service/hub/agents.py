@@ -4,13 +4,13 @@ checked and authorized once for every transport; every change is announced on `_
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agentplex import audit
 from agentplex.core import authz, registry, wire
 from agentplex.core.channel_log import Accepted
 from agentplex.core.principal import Principal
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from agentplex.hub.hub import Hub
     from agentplex.hub.session import Session
 
-audit = logging.getLogger("agentplex.audit")
 
 SYS_AGENTS = "_sys.agents"
 AGENT_EVENT_TYPE = "agentplex.v1.AgentEvent"
@@ -52,6 +51,12 @@ class Agents:
         refused; one whose session is gone (OFFLINE) is taken over."""
         check_card(card, self.hub.limits)
         authz.check_register(principal)
+        if not card.id and not (principal.anonymous or principal.is_admin):
+            named = agent_pb2.AgentCard()
+            named.CopyFrom(card)
+            named.id = principal.id  # an agent token names its agent
+            card = named
+        authz.check_agent_id(principal, card.id)
         if card.id:
             existing = await self.engine.get_agent(card.id)
             if existing is not None:
@@ -85,7 +90,7 @@ class Agents:
         agent_id = agent.card.id  # the card may have left it to the hub
         if not session_id:
             self._unary[agent_id] = now
-        audit.info("agent registered: %s by %s", agent_id, principal.id)
+        audit.record("agent.registered", principal, agent=agent_id)
         await self._emit(agent_pb2.AGENT_EVENT_TYPE_JOINED, agent, "registered")
         return agent
 
@@ -114,7 +119,7 @@ class Agents:
         agent.active_tasks = await self.hub.tasks.reconcile(agent.card.id)
         await self.engine.put_agent(agent)
         self.hub.tasks.agent_online(agent)
-        audit.info("agent registered again: %s (its hub node's lease had lapsed)", agent.card.id)
+        audit.record("agent.registered", session.principal, agent=agent.card.id, again=True)
         await self._emit(agent_pb2.AGENT_EVENT_TYPE_JOINED, agent, "registered again")
 
     async def _agent(self, principal: Principal, agent_id: str) -> agent_pb2.Agent:
@@ -164,7 +169,7 @@ class Agents:
         agent = await self.engine.delete_agent(agent_id)
         if agent is not None:
             agent.status = registry.OFFLINE
-            audit.info("agent left: %s (%s)", agent_id, reason)
+            audit.record("agent.left", None, agent=agent_id, owner=agent.owner, reason=reason)
             await self._emit(agent_pb2.AGENT_EVENT_TYPE_LEFT, agent, reason)
 
     async def get(self, principal: Principal, agent_id: str) -> agent_pb2.Agent:

@@ -23,12 +23,30 @@ if TYPE_CHECKING:
     from agentplex.hub.hub import Hub
 
 
+TRANSPORT_NAMES = {
+    agent_pb2.TRANSPORT_GRPC: "grpc",
+    agent_pb2.TRANSPORT_WEBSOCKET: "websocket",
+    agent_pb2.TRANSPORT_REDIS: "redis",
+}
+
+
 class Connection:
+    """`principal`: the caller, when the transport authenticated it already; otherwise the
+    transport's `token` (a header, a query parameter) or the hello frame's is checked."""
+
     def __init__(
-        self, hub: Hub, principal: Principal, transport: agent_pb2.Transport.ValueType
+        self,
+        hub: Hub,
+        transport: agent_pb2.Transport.ValueType,
+        *,
+        principal: Principal | None = None,
+        token: str = "",
+        peer: str = "",
     ) -> None:
         self.hub = hub
         self.principal = principal
+        self.token = token
+        self.peer = peer
         self.transport = transport
         self.outbox = Outbox(hub.limits.session_queue)
         self.session: Session | None = None
@@ -45,6 +63,10 @@ class Connection:
                     f"no hello within {timeout:g}s (session.heartbeat_timeout)"
                 ) from None
             ref = first.ref
+            if self.principal is None:
+                self.principal = self.hub.auth.authenticate(
+                    self.token or first.hello.token, TRANSPORT_NAMES[self.transport], self.peer
+                )
             session = self.session = await self.hub.sessions.hello(
                 first, self.principal, self.transport, self.outbox
             )

@@ -16,11 +16,13 @@ from typing import Any, Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agentplex import audit
 from agentplex.background import Background
 from agentplex.config import Settings
 from agentplex.core import authz
 from agentplex.core.channel_log import Accepted, intact
 from agentplex.core.principal import Principal
+from agentplex.core.ratelimit import RateLimiter
 from agentplex.core.subscriptions import SubscriptionIndex
 from agentplex.core.validation import (
     check_batch_size,
@@ -32,10 +34,10 @@ from agentplex.core.validation import (
 from agentplex.engine import Engine, create_engine
 from agentplex.engine.base import Outcome
 from agentplex.errors import HubError, NotFound
+from agentplex.security.auth import Authenticator
 from agentplex.v1 import envelope_pb2
 
 log = logging.getLogger("agentplex.hub")
-audit = logging.getLogger("agentplex.audit")
 
 
 class Subscriber(Protocol):
@@ -80,6 +82,8 @@ class Hub:
         self.node = node_id or settings.server.node_id or f"node-{secrets.token_hex(3)}"
         self.index: SubscriptionIndex[Subscriber] = SubscriptionIndex()
         self.metrics = Metrics()
+        self.auth = Authenticator(settings.auth)
+        self.rate = RateLimiter(settings.rate_limits)
         self.agents = Agents(self)
         self.nodes = Nodes(self)
         self.sessions = SessionManager(self)
@@ -150,6 +154,7 @@ class Hub:
         envelopes = list(envelopes)  # one wrapper per element of a repeated field, made once
         limits = self.limits
         check_batch_size(len(envelopes), limits)
+        self.rate.check(principal, "publish", time.monotonic(), len(envelopes))
         single = len(envelopes) == 1
         channels: set[str] = set()
         for i, env in enumerate(envelopes):
@@ -197,11 +202,8 @@ class Hub:
                 good.append(entry)
                 continue
             self.metrics.integrity_failures += 1
-            audit.warning(
-                "integrity failure: payload of %s seq %d does not match its sha256; skipped",
-                channel,
-                entry.seq,
-            )
+            log.warning("integrity failure: %s seq %d fails its sha256", channel, entry.seq)
+            audit.record("integrity.failure", None, channel=channel, seq=entry.seq)
         return Page(good, replay.top, replay.epoch, replay.recovered)
 
     async def history(

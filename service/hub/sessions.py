@@ -13,7 +13,7 @@ import grpc
 
 from agentplex.core.outbox import Outbox
 from agentplex.core.principal import Principal
-from agentplex.errors import InvalidArgument, Unavailable
+from agentplex.errors import InvalidArgument, ResourceExhausted, Unavailable
 from agentplex.hub.session import Frame, Session, error_frame
 from agentplex.v1 import agent_pb2, session_service_pb2 as ss
 
@@ -29,6 +29,7 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._by_token: dict[str, Session] = {}
         self._by_agent: dict[str, Session] = {}
+        self._per_principal: dict[str, int] = {}  # live sessions of each principal
         self._ticker: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -58,6 +59,7 @@ class SessionManager:
     ) -> Session:
         session = Session(self.hub, principal, transport, resumable=resumable)
         self._sessions[session.id] = session
+        self._per_principal[principal.id] = self._per_principal.get(principal.id, 0) + 1
         if session.token:
             self._by_token[session.token] = session
         return session
@@ -74,10 +76,16 @@ class SessionManager:
         if frame.WhichOneof("frame") != "hello":
             raise InvalidArgument("the first frame of a session must be hello")
         hello = frame.hello
+        self.hub.rate.check(principal, "connect", time.monotonic())
         old = self._by_token.get(hello.resume_token) if hello.resume_token else None
         if old is not None and not old.closed and old.principal.id == principal.id:
             await self._resume(old, frame, outbox)
             return old
+        most = self.hub.settings.rate_limits.max_sessions
+        if self.hub.rate.enabled and self._per_principal.get(principal.id, 0) >= most:
+            raise ResourceExhausted(
+                f"{principal.id!r} already holds {most} sessions (rate_limits.max_sessions)"
+            )
         session = self.open(principal, transport, resumable=True)
         session.attach(outbox)
         try:
@@ -155,7 +163,10 @@ class SessionManager:
 
     async def forget(self, session: Session, reason: str) -> None:
         """Drop a closed session: its subscriptions, token and agent registration."""
-        self._sessions.pop(session.id, None)
+        if self._sessions.pop(session.id, None) is not None:
+            left = self._per_principal.pop(session.principal.id, 1) - 1
+            if left:
+                self._per_principal[session.principal.id] = left
         self._by_token.pop(session.token, None)
         await session.unsubscribe_all()
         if session.agent_id and self._by_agent.get(session.agent_id) is session:

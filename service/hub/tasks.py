@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agentplex import audit
 from agentplex.core import authz, tasks as machine
 from agentplex.core.channel_log import Accepted
 from agentplex.core.histogram import Histogram
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from agentplex.hub.session import Session
 
 log = logging.getLogger("agentplex.tasks")
-audit = logging.getLogger("agentplex.audit")
 
 SYS_TASKS = "_sys.tasks"
 DISPATCH_PAGE = 64
@@ -207,6 +207,7 @@ class TaskManager:
         self, principal: Principal, request: task_pb2.Task
     ) -> tuple[task_pb2.Task, bool]:
         authz.check_scope(principal, "task:submit")
+        self.hub.rate.check(principal, "submit", time.monotonic())
         machine.check_submission(request, self.hub.limits, self.cfg.max_attempts)
         now = time.time_ns()
         if request.HasField("deadline") and request.deadline.ToNanoseconds() <= now:
@@ -266,7 +267,7 @@ class TaskManager:
         if not request.HasField("input"):
             request.input.CopyFrom(parent.input)
         task, _ = await self.submit(principal, request)
-        audit.info("task handed off: %s -> %s by %s", parent.id, task.id, principal.id)
+        audit.record("task.handoff", principal, task=parent.id, child=task.id)
         return task
 
     # Reading ------------------------------------------------------------------------------
@@ -365,7 +366,7 @@ class TaskManager:
         authz.check_task_owner(principal, task.submitter, task.id)
         if machine.is_terminal(task):
             raise FailedPrecondition(f"task {task.id} is already {machine.state_name(task.state)}")
-        audit.info("task canceled: %s by %s (%s)", task.id, principal.id, reason or "-")
+        audit.record("task.canceled", principal, task=task.id, reason=reason)
         await self._finish(task, machine.CANCELED, reason or "canceled", cancel_agent=True)
         return task
 

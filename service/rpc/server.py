@@ -50,7 +50,7 @@ class GrpcServer:
         for name, (module, servicer_type) in SERVICES.items():
             descriptor = module.DESCRIPTOR.services_by_name[name]
             servicer = servicer_type(hub)
-            self.server.add_generic_rpc_handlers([generic_handler(descriptor, servicer)])
+            self.server.add_generic_rpc_handlers([generic_handler(descriptor, servicer, hub.auth)])
             names.append(descriptor.full_name)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

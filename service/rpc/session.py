@@ -11,7 +11,7 @@ import grpc
 
 from agentplex.hub import Hub
 from agentplex.hub.connection import Connection
-from agentplex.rpc.principal import principal_of
+from agentplex.rpc.principal import presented
 from agentplex.rpc.streams import write_outbox
 from agentplex.v1 import agent_pb2, session_service_pb2 as ss
 
@@ -23,7 +23,9 @@ class SessionServicer:
         self.hub = hub
 
     async def Connect(self, requests: AsyncIterator[ss.ConnectRequest], context: Context) -> None:
-        connection = Connection(self.hub, principal_of(context), agent_pb2.TRANSPORT_GRPC)
+        connection = Connection(
+            self.hub, agent_pb2.TRANSPORT_GRPC, principal=presented(context), peer=context.peer()
+        )
         reader = asyncio.create_task(self._read(connection, requests))
         try:
             await write_outbox(connection.outbox, context, deliveries_field=3)

@@ -58,9 +58,11 @@ CAPS = ["python", "go", "review"]
 GRPC = agent_pb2.TRANSPORT_GRPC
 DLQ = "_dlq.tasks"
 
+# Anonymous (auth off): one caller registers every agent of the model under its chosen ids.
 PRINCIPAL = Principal(
     id="tester",
     scopes=frozenset({"agent", "publish:*", "subscribe:*", "task:submit", "task:read"}),
+    anonymous=True,
 )
 ACK_DEADLINE = 30.0
 GRACE = 100.0

@@ -39,7 +39,6 @@ from agentplex.redisconn import connect, connect_pubsub, redacted
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 
 log = logging.getLogger("agentplex.engine.redis")
-audit = logging.getLogger("agentplex.audit")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -236,7 +235,7 @@ class RedisEngine(Engine):
                 if intact(entry):
                     entries.append(entry)
                 else:  # never delivered as good data (reads through the hub count these)
-                    audit.warning(
+                    log.warning(
                         "integrity failure: %s seq %d does not match its sha256; not delivered",
                         channel,
                         entry.seq,
