@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from agentplex import __version__
-from agentplex.cli import agent, clientcmds, serve, taskcmds
+from agentplex.cli import admincmds, agent, clientcmds, serve, taskcmds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     clientcmds.add_parsers(commands)
     taskcmds.add_parsers(commands)
     agent.add_parser(commands)
+    admincmds.add_parsers(commands)
     return parser
 
 

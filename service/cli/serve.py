@@ -9,6 +9,7 @@ import logging
 import sys
 from typing import Any
 
+from agentplex import audit
 from agentplex.cli.common import stop_on_signals
 from agentplex.config import ConfigError, load_settings
 from agentplex.errors import HubError
@@ -67,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(args.env, args.config, _overrides(args))
     except ConfigError as err:
         print(f"agentplex serve: {err}", file=sys.stderr)
+        return 2
+    try:
+        audit.configure(settings.audit)
+    except OSError as err:
+        print(f"agentplex serve: audit.file: {err}", file=sys.stderr)
         return 2
     try:
         asyncio.run(_serve(settings))
