@@ -1,13 +1,12 @@
 """The gRPC channel to a hub: plain or TLS (optionally with a client certificate for mutual
-TLS), with the bearer token sent as `authorization` metadata on every call."""
+TLS); the bearer token goes as `authorization` metadata on every call (passed per call, as an
+interceptor would cost every streamed message a wrapper)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc import aio
@@ -51,37 +50,15 @@ def default_token() -> str:
     return os.environ.get("AGENTPLEX_TOKEN", "")
 
 
-class _Bearer(
-    aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
-    aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
-    aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
-    aio.StreamStreamClientInterceptor,  # type: ignore[type-arg]
-):
-    """Adds `authorization: Bearer <token>` to every call's metadata."""
-
-    def __init__(self, token: str) -> None:
-        self._header = ("authorization", f"Bearer {token}")
-
-    def _with_token(self, details: aio.ClientCallDetails) -> aio.ClientCallDetails:
-        metadata = aio.Metadata(*(details.metadata or ()), self._header)
-        return details._replace(metadata=metadata)  # type: ignore[attr-defined, no-any-return]
-
-    async def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
-
-    intercept_unary_unary = _call  # type: ignore[assignment]
-    intercept_unary_stream = _call  # type: ignore[assignment]
-    intercept_stream_unary = _call  # type: ignore[assignment]
-    intercept_stream_stream = _call  # type: ignore[assignment]
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...] | None:
+    """The metadata that carries `token` on a call (None: no token, no metadata)."""
+    return (("authorization", f"Bearer {token}"),) if token else None
 
 
-def open_channel(address: str, *, token: str = "", tls: Tls | None = None) -> aio.Channel:
+def open_channel(address: str, tls: Tls | None = None) -> aio.Channel:
     options = channel_options()
     if tls is not None and tls.server_name:
         options.append(("grpc.ssl_target_name_override", tls.server_name))
-    interceptors: Any = [_Bearer(token)] if token else None
     if tls is None:
-        return aio.insecure_channel(address, options=options, interceptors=interceptors)
-    return aio.secure_channel(
-        address, tls.credentials(), options=options, interceptors=interceptors
-    )
+        return aio.insecure_channel(address, options=options)
+    return aio.secure_channel(address, tls.credentials(), options=options)

@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from agentplex.client.channel import Tls, default_token, open_channel
+from agentplex.client.channel import Tls, bearer_metadata, default_token, open_channel
 from agentplex.client.content import as_bytes
 from agentplex.client.errors import HubError
 from agentplex.client.positions import Positions
@@ -87,9 +87,8 @@ class Client:
         `tls`: connect over TLS (`Tls()` trusts the system's roots)."""
         self.address = address or default_hub()
         self.timeout = timeout
-        self.channel = open_channel(
-            self.address, token=default_token() if token is None else token, tls=tls
-        )
+        self.channel = open_channel(self.address, tls)
+        self.metadata = bearer_metadata(default_token() if token is None else token)
         self.messaging = ms_grpc.MessagingServiceStub(self.channel)
         self.registry = rs_grpc.RegistryServiceStub(self.channel)
         self.tasks = ts_grpc.TaskServiceStub(self.channel)
@@ -119,7 +118,7 @@ class Client:
 
     async def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
-            return await method(request, timeout=timeout or self.timeout)
+            return await method(request, timeout=timeout or self.timeout, metadata=self.metadata)
         except grpc.RpcError as err:
             raise HubError.from_rpc(err) from None
 
@@ -214,7 +213,7 @@ class Client:
             filter=rs.AgentFilter(capabilities=capabilities),
         )
         try:
-            async for response in self.registry.WatchAgents(request):
+            async for response in self.registry.WatchAgents(request, metadata=self.metadata):
                 yield response.event
         except grpc.RpcError as err:
             raise HubError.from_rpc(err) from None
@@ -351,7 +350,7 @@ class Subscription:
         delay = 0.05
         while True:
             request = ms.SubscribeRequest(channels=self.channels, since=self.positions.as_list())
-            self._call = self.client.messaging.Subscribe(request)
+            self._call = self.client.messaging.Subscribe(request, metadata=self.client.metadata)
             try:
                 async for response in self._call:
                     if response.HasField("states"):

@@ -206,9 +206,12 @@ class Session:
                 hello.card.id = self.agent_id
         if resume and self.welcome.resume_token:
             hello.resume_token = self.welcome.resume_token
-        self._call = self.stub.Connect()  # type: ignore[call-arg]
-        await self._call.write(ss.ConnectRequest(ref="hello", hello=hello))
-        first = await self._call.read()
+        self._call = self.stub.Connect(metadata=self.client.metadata)  # type: ignore[call-arg]
+        try:
+            await self._call.write(ss.ConnectRequest(ref="hello", hello=hello))
+            first = await self._call.read()
+        except grpc.RpcError as err:  # refused before hello: a bad token in the metadata
+            raise HubError.from_rpc(err) from None
         if first is EOF:
             raise HubError(grpc.StatusCode.UNAVAILABLE, "the hub closed the session stream")
         if first.HasField("error"):

@@ -72,7 +72,8 @@ class TaskHandle:
         last = after
         while True:
             call = self.client.tasks.WatchTask(
-                ts.WatchTaskRequest(task_id=self.id, after_event=last)
+                ts.WatchTaskRequest(task_id=self.id, after_event=last),
+                metadata=self.client.metadata,
             )
             try:
                 async for response in call:

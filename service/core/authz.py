@@ -50,9 +50,8 @@ def check_subscribe(principal: Principal, channel: str, agent_id: str) -> None:
 
 def can_receive(principal: Principal, agent_id: str, channel: str) -> bool:
     """Whether a session of `principal` (holding `agent_id`) may get envelopes of `channel`."""
-    own = bool(agent_id) and inbox_owner(channel) == agent_id
-    if is_inbox(channel) and not own and not principal.is_admin:
-        return False
+    if is_inbox(channel):  # an inbox is its agent's alone, whatever the scopes
+        return principal.is_admin or (bool(agent_id) and inbox_owner(channel) == agent_id)
     return _scoped(principal, "subscribe", channel)
 
 
@@ -90,4 +89,14 @@ def check_task_owner(principal: Principal, submitter: str, task_id: str) -> None
         return
     if not principal.is_admin:
         _deny(principal, f"task {task_id} was submitted by another principal")
+    audit.record("admin.override", principal, task=task_id, owner=submitter)
+
+
+def check_task_party(principal: Principal, submitter: str, agent_id: str, task_id: str) -> None:
+    """Its submitter or the agent working it may hand a task off (an agent token's sub is
+    its agent id); anyone else needs admin."""
+    if principal.anonymous or principal.id in (submitter, agent_id):
+        return
+    if not principal.is_admin:
+        _deny(principal, f"task {task_id} belongs to another principal and is not assigned to you")
     audit.record("admin.override", principal, task=task_id, owner=submitter)

@@ -254,6 +254,7 @@ class TaskManager:
         decisions: list[str],
     ) -> task_pb2.Task:
         parent = await self._task(parent_id, "parent_task_id")
+        authz.check_task_party(principal, parent.submitter, parent.assigned_agent_id, parent.id)
         kind = agent_pb2.AGENT_KIND_UNSPECIFIED
         if parent.assigned_agent_id:
             agent = await self.engine.get_agent(parent.assigned_agent_id)
