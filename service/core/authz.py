@@ -19,9 +19,16 @@ def _deny(principal: Principal, message: str) -> NoReturn:
 
 
 def _scoped(principal: Principal, action: str, channel: str) -> bool:
+    """A scope `<action>:<glob>` matches `channel`. The hub's own channels (`_sys.tasks`
+    carries every task's input and result) are reached only by globs that start with `_`,
+    as a shell's `*` skips dotfiles: `subscribe:*` does not read them, `subscribe:_sys.*`
+    does."""
     prefix = action + ":"
+    system = is_system(channel)
     return principal.is_admin or any(
-        scope.startswith(prefix) and glob_match(scope[len(prefix) :], channel)
+        scope.startswith(prefix)
+        and (not system or scope.startswith("_", len(prefix)))
+        and glob_match(scope[len(prefix) :], channel)
         for scope in principal.scopes
     )
 

@@ -38,6 +38,8 @@ class Principal:
 
 ANONYMOUS = Principal(
     id="anonymous",
-    scopes=frozenset({"agent", "publish:*", "subscribe:*", "task:submit", "task:read"}),
+    scopes=frozenset(
+        {"agent", "publish:*", "subscribe:*", "subscribe:_*", "task:submit", "task:read"}
+    ),
     anonymous=True,
 )

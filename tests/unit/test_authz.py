@@ -104,10 +104,16 @@ def test_patterns_need_some_subscribe_scope() -> None:
         (who("subscribe:*"), "bot", "agent.bot", True),
         (who("subscribe:*"), "bot", "agent.other", False),  # a pattern like agent.* is filtered
         (who("subscribe:agent.*"), "bot", "agent.other", False),
-        (who("agent"), "bot", "agent.bot", False),  # no subscribe scope at all
+        (who("agent"), "bot", "agent.bot", True),  # its own inbox needs no subscribe scope
         (ADMIN, "bot", "agent.other", True),
         (ADMIN, "", "_sys.agents", True),
-        (who("subscribe:*"), "bot", "_sys.agents", True),
+        # The hub's own channels need a glob that starts with "_" (as `*` skips dotfiles).
+        (who("subscribe:*"), "bot", "_sys.agents", False),
+        (who("subscribe:*"), "", "_sys.tasks", False),
+        (who("subscribe:_sys.*"), "", "_sys.tasks", True),
+        (who("subscribe:_*"), "", "_dlq.tasks", True),
+        (who("subscribe:_sys.agents"), "", "_sys.tasks", False),
+        (ANONYMOUS, "", "_sys.tasks", True),
     ],
 )
 def test_can_receive(principal: Principal, agent_id: str, channel: str, expected: bool) -> None:
