@@ -38,7 +38,9 @@ _prefixes = itertools.count()
 
 
 @contextmanager
-def hub_process(redis_url: str = "") -> Iterator[tuple[psutil.Process, str]]:
+def hub_process(
+    redis_url: str = "", env: dict[str, str] | None = None
+) -> Iterator[tuple[psutil.Process, str]]:
     """`agentplex serve` in its own process (its own core); yields (process, grpc address). On
     the Redis engine when `redis_url` is given (under a key prefix of its own).
 
@@ -46,7 +48,7 @@ def hub_process(redis_url: str = "") -> Iterator[tuple[psutil.Process, str]]:
     lines (one audit line per registration) would fill it and stall the hub.
     """
     args = ["--log-level", "WARNING"]
-    env = {}
+    env = dict(env or {})
     if redis_url:
         args += ["--engine", "redis", "--redis-url", redis_url]
         env["AGENTPLEX_ENGINE__REDIS_PREFIX"] = f"bench{next(_prefixes)}"

@@ -107,8 +107,11 @@ class Probe:
 
 
 @asynccontextmanager
-async def probe_of(address: str) -> AsyncIterator[Probe]:
-    async with Client(address) as publisher, Client(address) as subscriber:
+async def probe_of(address: str, token: str = "") -> AsyncIterator[Probe]:
+    async with (
+        Client(address, token=token) as publisher,
+        Client(address, token=token) as subscriber,
+    ):
         await publisher.wait_ready()
         await subscriber.wait_ready()
         probe = Probe(publisher, subscriber)
