@@ -26,8 +26,11 @@ from agentplex.config.validate import ConfigError, validate
 
 PACKAGED = Path(__file__).with_name("settings.toml")
 
-# Keys dynaconf itself adds to the settings object.
-_DYNACONF_KEYS = frozenset({"LOAD_DOTENV", "ENV", "ENVIRONMENTS", "SETTINGS_FILE_FOR_DYNACONF"})
+# Keys dynaconf itself adds to the settings object, and the variables of the hub's clients
+# (AGENTPLEX_HUB, AGENTPLEX_TOKEN, AGENTPLEX_TLS_CA), which share the prefix but are no settings.
+_NOT_SETTINGS = frozenset(
+    {"LOAD_DOTENV", "ENV", "ENVIRONMENTS", "SETTINGS_FILE_FOR_DYNACONF", "HUB", "TOKEN", "TLS_CA"}
+)
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 Overrides = dict[str, dict[str, Any]]
 
@@ -155,7 +158,7 @@ def load_settings(
         load_dotenv=False,
     )
     for key in dyn.as_dict():
-        if key.lower() not in SECTIONS and key not in _DYNACONF_KEYS:
+        if key.lower() not in SECTIONS and key not in _NOT_SETTINGS:
             known = ", ".join(SECTIONS)
             raise ConfigError(f"unknown setting section {key.lower()!r} (known: {known})")
     seeded = _seed(environ)

@@ -204,3 +204,37 @@ async def test_websocket_frames_run(node: HubNode) -> None:
             while (answer := json.loads(await asyncio.wait_for(ws.recv(), 5))).get("ref") != ref:
                 pass
             assert "error" not in answer, answer
+
+
+def test_security_commands_run(tmp_path: Path) -> None:
+    """The Security section's shell lines, as written, with the hub on free ports: the token
+    `agentplex token issue` mints lets `agentplex publish` through."""
+    block = next(code for lang, code in BLOCKS if lang == "sh" and "token issue" in code)
+    script = block.replace("agentplex serve &", "agentplex serve --grpc-port 0 --ws-port 0 &")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AGENTPLEX") and k != "JWT_SECRET_KEY"
+    }
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
+    log = tmp_path / "serve.log"
+    # The hub prints its address; the script's `agentplex publish` needs it in AGENTPLEX_HUB.
+    wrapped = script.replace(
+        "agentplex serve --grpc-port 0 --ws-port 0 &",
+        f"agentplex serve --grpc-port 0 --ws-port 0 > {log} 2>&1 &\n"
+        f"until grep -q 'grpc ' {log}; do sleep 0.05; done\n"
+        f"export AGENTPLEX_HUB=$(sed -n 's/^ *grpc *//p' {log})",
+    )
+    try:
+        out = subprocess.run(
+            ["bash", "-euc", wrapped + "\nkill %1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        subprocess.run(["pkill", "-f", f"{log}"], check=False)
+    assert out.returncode == 0, out.stderr + log.read_text()
+    assert "seq" in out.stdout or out.stdout.strip(), out.stdout
