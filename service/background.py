@@ -10,6 +10,18 @@ from collections.abc import Coroutine
 from typing import Any
 
 
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel `task` and wait until it has ended. Unlike awaiting it under
+    `suppress(CancelledError)`, this never swallows a cancellation of the caller itself, which
+    would leave the caller running on after it was told to stop."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure while stopping is not reported a second time
+
+
 class Background:
     def __init__(self, log: logging.Logger, owner: str) -> None:
         self._log = log

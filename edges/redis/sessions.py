@@ -11,7 +11,6 @@ old session).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -19,6 +18,7 @@ import grpc
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from agentplex.background import cancel_and_wait
 from agentplex.core.validation import check_id
 from agentplex.edges.frames import Refused, json_frames, parse_json_frame, to_json
 from agentplex.edges.redis.ingress import Ingress
@@ -77,9 +77,7 @@ class RedisConnection:
         try:
             await self._write()
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             self.connection.detach()
 
     async def _frames(self) -> AsyncIterator[ss.ConnectRequest]:

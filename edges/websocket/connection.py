@@ -10,7 +10,6 @@ and the reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +18,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from agentplex.background import cancel_and_wait
 from agentplex.edges.frames import (
     Refused,
     json_frames,
@@ -82,9 +82,7 @@ async def serve_websocket(hub: Hub, ws: ServerConnection) -> None:
     try:
         await _write(ws, connection, ws.subprotocol == PROTO)
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        await cancel_and_wait(reader)
         connection.detach()
 
 

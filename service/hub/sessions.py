@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
 import grpc
 
+from agentplex.background import cancel_and_wait
 from agentplex.core.outbox import Outbox
 from agentplex.core.principal import Principal
 from agentplex.errors import InvalidArgument, ResourceExhausted, Unavailable
@@ -45,10 +45,7 @@ class SessionManager:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._ticker)
         for session in list(self._sessions.values()):
             session.end("hub shutting down", grpc.StatusCode.UNAVAILABLE)
 

@@ -5,7 +5,6 @@ module applies them, stores the outcome in the engine and tells whoever needs to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentplex import audit
+from agentplex.background import cancel_and_wait
 from agentplex.core import authz, tasks as machine
 from agentplex.core.channel_log import Accepted
 from agentplex.core.histogram import Histogram
@@ -108,10 +108,7 @@ class TaskManager:
         await self.hub.listen(self._events, SYS_TASKS)
 
     async def stop(self) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+        await cancel_and_wait(self._dispatcher)
 
     def wake(self) -> None:
         self._wake.set()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
+from agentplex.background import cancel_and_wait
 from agentplex.hub import Hub
 from agentplex.hub.connection import Connection
 from agentplex.rpc.principal import presented
@@ -30,9 +30,7 @@ class SessionServicer:
         try:
             await write_outbox(connection.outbox, context, deliveries_field=3)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             connection.detach()
 
     @staticmethod

@@ -10,7 +10,6 @@ accepted that could not be kept) and `available` is False; a watcher notices whe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -20,6 +19,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from google.protobuf.message import DecodeError
 from redis.exceptions import ClusterError, ConnectionError, RedisClusterException, TimeoutError
 
+from agentplex.background import cancel_and_wait
 from agentplex.config import EngineSettings
 from agentplex.core.channel_log import (
     Accepted,
@@ -148,10 +148,7 @@ class RedisEngine(Engine):
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await cancel_and_wait(self._watcher)
         if self._fanout is not None:
             await self._fanout.close()
         await self.redis.aclose()

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
 from redis.exceptions import RedisError
 
+from agentplex.background import cancel_and_wait
 from agentplex.core.channel_log import Accepted
 from agentplex.core.globmatch import glob_match, is_pattern
 from agentplex.core.wire import with_position
@@ -89,10 +90,7 @@ class Fanout:
         await self._connected.wait()
 
     async def close(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+        await cancel_and_wait(self._runner)
 
     async def listen(self, channel: str) -> None:
         """Subscribe, and return once Redis confirmed it (a publish after this is heard)."""
@@ -148,10 +146,7 @@ class Fanout:
             finally:
                 self._held = None
                 self._connected.clear()
-                if reader is not None:
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                        await reader
+                await cancel_and_wait(reader)
                 for future in self._confirmations.values():
                     if not future.done():
                         future.cancel()
