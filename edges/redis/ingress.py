@@ -10,7 +10,7 @@ from agentplex.core.globmatch import glob_match
 from agentplex.edges.frames import Refused
 from agentplex.edges.redis.codec import decode_publish
 from agentplex.edges.redis.principal import ingress_principal
-from agentplex.errors import HubError
+from agentplex.errors import HubError, PermissionDenied
 from agentplex.hub import Hub
 
 log = logging.getLogger("agentplex.edges.redis")
@@ -36,7 +36,7 @@ class Ingress:
         """Refuse a channel outside the allow-list (for Redis sessions too, on top of their
         token's scopes)."""
         if not self.allows(channel):
-            raise Refused(
+            raise PermissionDenied(
                 f"channel {channel!r} is not allowed by redis_edge.ingress "
                 f"({','.join(self.patterns) or 'empty: no channel'})"
             )

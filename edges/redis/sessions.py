@@ -23,7 +23,7 @@ from agentplex.core.validation import check_id
 from agentplex.edges.frames import Refused, json_frames, parse_json_frame, to_json
 from agentplex.edges.redis.ingress import Ingress
 from agentplex.edges.redis.names import Names
-from agentplex.errors import HubError, InvalidArgument, ResourceExhausted
+from agentplex.errors import HubError, InvalidArgument, PermissionDenied, ResourceExhausted
 from agentplex.hub import Hub
 from agentplex.hub.connection import Connection
 from agentplex.hub.session import Frame
@@ -57,6 +57,8 @@ class RedisConnection:
                 for env in frame.publish.envelopes:
                     self.ingress.check(env.channel)
             self._inbound.put_nowait(frame)
+        except PermissionDenied as err:
+            self.connection.refuse(err, frame.ref)
         except Refused as err:
             self.connection.refuse(InvalidArgument(err.reason), err.ref)
         except asyncio.QueueFull:

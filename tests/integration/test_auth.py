@@ -172,3 +172,42 @@ async def test_redis_session_with_a_good_token(node: HubNode, private_redis: Red
         async with Client(node.grpc_address, token=token("admin", "admin")) as admin:
             registered = await admin.get_agent("carol")
         assert (registered.owner, registered.transport) == ("carol", agent_pb2.TRANSPORT_REDIS)
+
+
+async def test_redis_ingress_and_sessions_stay_within_the_allow_list(
+    private_redis: RedisServer,
+) -> None:
+    """With auth on, a plain Redis PUBLISH on `pub:` acts with the allow-list as its only
+    grant, and a Redis session publishes within it on top of its token's scopes."""
+    prefix = unique_prefix()
+    settings = fast_settings(
+        auth=auth_settings(),
+        redis_edge={
+            "enabled": True,
+            "url": private_redis.url,
+            "prefix": prefix,
+            "ingress": "chat.*",
+        },
+    )
+    async with (
+        HubNode(settings) as node,
+        aioredis.Redis(host=private_redis.host, port=private_redis.port) as redis,
+        RedisAgent(redis, prefix, "writer") as agent,
+        Client(node.grpc_address, token=token("root", "admin")) as admin,
+    ):
+        await until(lambda: edge_of(node).ready, what="the redis edge")
+        await redis.publish(f"{prefix}pub:chat.room", "from redis")
+        await redis.publish(f"{prefix}pub:secret", "not allowed")
+        await until(lambda: edge_of(node).ingress.refused == 1, what="the refusal")
+        await until(lambda: edge_of(node).ingress.accepted == 1, what="the accepted publish")
+        (accepted,) = (await admin.history("chat.room")).envelopes
+        assert (accepted.payload, accepted.sender) == (b"from redis", "redis-ingress")
+        assert not (await admin.history("secret")).envelopes
+
+        await agent.send("h", hello={"token": token("writer", "publish:*")})
+        assert (await agent.read_kind("welcome")).ref == "h"
+        await agent.send("p", publish={"envelopes": [{"channel": "news", "payload": "eA=="}]})
+        refused = await agent.answer("p")
+        assert "redis_edge.ingress" in refused.error.message
+        await agent.send("q", publish={"envelopes": [{"channel": "chat.x", "payload": "eA=="}]})
+        assert (await agent.answer("q")).receipt.published[0].position.seq == 1
