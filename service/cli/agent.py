@@ -1,102 +1,84 @@
-"""`agentplex agent --exec COMMAND`: the simplest real agent. Each task runs COMMAND in a shell
-with the task input on stdin; stdout lines stream as progress and stdout is the result; a
-non-zero exit fails the task. A cancel from the hub interrupts the command (SIGINT, then
-SIGKILL after a grace period)."""
+"""`agentplex agent`: connect a CLI runner to the hub. Each assigned task runs the kind's real
+CLI (`claude -p ...`, `codex exec ...`, ...) or, for `--kind custom`, the `--exec` command in a
+shell, in a working directory of its own; see agentplex.runners. With `--exec` alone the agent
+is the simplest one there is: the command gets the task input on stdin and its stdout is the
+result. Settings: agents.<kind>.* (cli_path, max_concurrent_tasks, sandbox, timeout,
+env_allow, extra_args)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import signal
 import sys
+from pathlib import Path
 from typing import Any
 
-from agentplex.cli.common import add_connection, client_of, enum_value, stop_on_signals
-from agentplex.client import HubError, TaskContext
-from agentplex.v1 import agent_pb2
-
-KILL_GRACE = 5.0
+from agentplex.cli.common import add_connection, client_of, stop_on_signals
+from agentplex.client import HubError
+from agentplex.config import KindSettings, load_settings
+from agentplex.runners import KINDS, CliRunner
+from agentplex.runners.kinds import CUSTOM
 
 
 def add_parser(commands: Any) -> None:
-    p = commands.add_parser("agent", help="run an agent that executes a command per task")
+    p = commands.add_parser("agent", help="run a CLI agent (Claude Code, Codex, ... or a command)")
     add_connection(p)
     p.add_argument("--id", default="", help="stable agent id (default: assigned by the hub)")
     p.add_argument("--name", default="")
-    p.add_argument("--kind", default="custom", help="claude_code, cursor, ..., custom")
+    p.add_argument("--kind", default=CUSTOM, help=", ".join([*KINDS, CUSTOM]))
     p.add_argument("--capabilities", default="", metavar="CAP,...")
-    p.add_argument("--max-tasks", type=int, default=1, help="tasks run at the same time")
-    p.add_argument("--exec", dest="command", required=True, metavar="COMMAND")
+    p.add_argument(
+        "--max-tasks",
+        type=int,
+        default=None,
+        help="tasks run at the same time (default: agents.<kind>.max_concurrent_tasks)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="each task works in a git worktree of DIR (a copy when DIR is no git repository)",
+    )
+    p.add_argument(
+        "--exec",
+        dest="command",
+        default="",
+        metavar="TEMPLATE",
+        help="for --kind custom: a shell command; {prompt} and {workdir} are replaced, "
+        "without {prompt} the prompt arrives on stdin",
+    )
+    p.add_argument("--config", default=None, help="a settings file (TOML) for agents.<kind>")
     p.set_defaults(run=run)
 
 
-class CommandFailed(Exception):
-    pass
+def runner_of(args: argparse.Namespace) -> CliRunner:
+    """The runner the command line asks for; ValueError names the bad option."""
+    if args.workdir is not None and not args.workdir.is_dir():
+        raise ValueError(f"--workdir {args.workdir} is not a directory")
+    kinds = load_settings(None, args.config).agents.kinds
+    settings = kinds.get(args.kind, KindSettings())
+    # Refuses an unknown --kind, and --kind custom without --exec.
+    runner = CliRunner(args.kind, settings, template=args.command, workdir=args.workdir)
+    if args.kind != CUSTOM and args.command:
+        raise ValueError(f"--exec is for --kind custom; {args.kind} runs its own CLI")
+    return runner
 
 
-async def run_command(command: str, task: TaskContext) -> bytes:
-    proc = await asyncio.create_subprocess_shell(
-        command,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        env={**os.environ, "AGENTPLEX_TASK_ID": task.id, "AGENTPLEX_ATTEMPT": str(task.attempt)},
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    output = bytearray()
-
-    async def feed() -> None:
-        assert proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(task.input.data)
-            await proc.stdin.drain()
-            proc.stdin.close()
-
-    async def pump() -> None:
-        assert proc.stdout is not None
-        async for line in proc.stdout:
-            output.extend(line)
-            await task.progress(line.decode(errors="replace").rstrip("\n"))
-
-    try:
-        _, _, stderr = await asyncio.gather(feed(), pump(), proc.stderr.read())
-        code = await proc.wait()
-    except asyncio.CancelledError:
-        await stop(proc)
-        raise
-    if code != 0:
-        tail = stderr.decode(errors="replace").strip()[-500:]
-        raise CommandFailed(f"command exited with {code}" + (f": {tail}" if tail else ""))
-    return bytes(output)
-
-
-async def stop(proc: asyncio.subprocess.Process) -> None:
-    """SIGINT to the command's process group, SIGKILL if it is still there after a grace."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        await asyncio.wait_for(proc.wait(), KILL_GRACE)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
-
-
-async def serve(args: argparse.Namespace) -> None:
-    card = agent_pb2.AgentCard(
-        id=args.id,
-        name=args.name or args.id,
-        kind=enum_value(agent_pb2.AgentKind, "AGENT_KIND_", args.kind, "--kind"),
+async def serve(args: argparse.Namespace, runner: CliRunner) -> None:
+    version = await runner.version()
+    card = runner.card(
+        agent_id=args.id,
+        name=args.name,
         capabilities=[c for c in args.capabilities.split(",") if c],
-        max_concurrent_tasks=args.max_tasks,
+        max_tasks=args.max_tasks or 0,
+        version=version,
     )
+    if args.kind != CUSTOM and not version:
+        print(f"agentplex agent: warning: {runner.label} did not report a version", flush=True)
     async with client_of(args) as client:
         await client.wait_ready()
         async with client.session(card) as session:
-            session.on_task(lambda task: run_command(args.command, task))
+            session.on_task(runner)
             print(f"agent {session.agent_id} connected to {client.address}", flush=True)
             stop_event = stop_on_signals()
             closed = asyncio.create_task(session.closed_event.wait())
@@ -109,11 +91,12 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_tasks < 1:
+    if args.max_tasks is not None and args.max_tasks < 1:
         print("agentplex agent: --max-tasks must be at least 1", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(args))
+        runner = runner_of(args)
+        asyncio.run(serve(args, runner))
     except ValueError as err:
         print(f"agentplex agent: {err}", file=sys.stderr)
         return 2

@@ -40,7 +40,9 @@ def add_parsers(commands: Any) -> None:
     )
     p.set_defaults(run=run_client(history))
 
-    p = commands.add_parser("agents", help="list registered agents")
+    p = commands.add_parser(
+        "agents", help="list agents: id, kind, CLI version, status, load (active/max), capabilities"
+    )
     add_common(p)
     p.add_argument("--kind", action="append", default=[], help="e.g. claude_code, custom")
     p.add_argument("--capability", action="append", default=[])
@@ -114,7 +116,8 @@ async def agents(client: Client, args: argparse.Namespace) -> int:
         status = agent_pb2.AgentStatus.Name(agent.status).removeprefix("AGENT_STATUS_").lower()
         caps = ",".join(card.capabilities) or "-"
         load = f"{agent.active_tasks}/{card.max_concurrent_tasks}"
-        print(f"{card.id}\t{kind}\t{status}\t{load}\t{caps}")
+        version = card.labels.get("cli_version") or "-"
+        print(f"{card.id}\t{kind}\t{version}\t{status}\t{load}\t{caps}")
     if not found and not args.json:
         print("no agents registered", file=sys.stderr)
     return 0

@@ -121,7 +121,7 @@ def test_agents_lists_registered_agents(hub: str) -> None:
 
     asyncio.run(register())
     table = cli("agents", hub=hub)
-    assert table.stdout.split() == ["cli-agent", "codex", "online", "0/1", "go"]
+    assert table.stdout.split() == ["cli-agent", "codex", "-", "online", "0/1", "go"]
     as_json = cli("agents", "--json", "--kind", "codex", "--status", "online", hub=hub)
     assert json.loads(as_json.stdout)["card"]["id"] == "cli-agent"
     bad = cli("agents", "--kind", "robot", hub=hub)
