@@ -34,7 +34,8 @@ class HubNode:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.settings.server.host}:{self.websocket.port}"
+        scheme = "wss" if self.settings.tls.ws else "ws"
+        return f"{scheme}://{self.settings.server.host}:{self.websocket.port}"
 
     async def start(self) -> None:
         await self.hub.start()

@@ -1,5 +1,6 @@
-"""The WebSocket edge: `ws://HOST:WS_PORT/v1/connect` carries the session protocol (see
-connection.py); the same HTTP port answers other paths through `routes`."""
+"""The WebSocket edge: `ws://HOST:WS_PORT/v1/connect` (`wss://` with TLS on the port) carries
+the session protocol (see connection.py); the same HTTP port answers other paths through
+`routes`. Every request, upgrade or not, first passes the Origin check (origins.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from websockets.typing import Subprotocol
 
 from agentplex.edges.websocket.connection import SUBPROTOCOLS, serve_websocket
 from agentplex.edges.websocket.dashboard import dashboard_routes
-from agentplex.edges.websocket.http import Route, answer
+from agentplex.edges.websocket.http import Route, answer, forbidden
 from agentplex.edges.websocket.metrics import metrics
+from agentplex.edges.websocket.origins import Origins, refusal
 from agentplex.hub import Hub
+from agentplex.security.tls import server_context
 
 log = logging.getLogger("agentplex.edges.websocket")
 
@@ -39,14 +42,25 @@ def _select_subprotocol(ws: ServerConnection, offered: Sequence[Subprotocol]) ->
     return next((s for s in offered if s in SUBPROTOCOLS), None)
 
 
+def _header(request: Request, name: str) -> str | None:
+    """A header's value, None when absent; repeated, its values joined (which names no
+    single origin or host, so the Origin check refuses it)."""
+    values = request.headers.get_all(name)
+    return ", ".join(values) if values else None
+
+
 class WebSocketEdge:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.port = 0
         self._server: Server | None = None
+        settings = hub.settings
+        self.origins = Origins.parse(settings.server.allowed_origins, tls=settings.tls.ws)
 
     async def start(self, host: str, port: int) -> int:
         session = self.hub.settings.session
+        tls = self.hub.settings.tls
+        context = server_context(tls, "ws") if tls.ws else None
         try:
             self._server = await serve(
                 self._connected,
@@ -60,6 +74,7 @@ class WebSocketEdge:
                 ping_interval=session.heartbeat_interval,
                 ping_timeout=session.heartbeat_timeout,
                 close_timeout=CLOSE_TIMEOUT,
+                ssl=context,
             )
         except OSError as err:
             raise OSError(
@@ -75,7 +90,11 @@ class WebSocketEdge:
             await self._server.wait_closed()
 
     async def _route(self, ws: ServerConnection, request: Request) -> Response | None:
-        """Upgrade on the connect path; answer anything else over plain HTTP."""
+        """Refuse a page of a foreign origin; upgrade on the connect path; answer anything
+        else over HTTP."""
+        origin = _header(request, "Origin")
+        if not self.origins.allows(origin, _header(request, "Host")):
+            return forbidden(refusal(origin or ""))
         if urlsplit(request.path).path == CONNECT_PATH:
             return None
         return await answer(ROUTES, self.hub, request)

@@ -31,6 +31,10 @@ def not_found(path: str) -> Response:
     return response(HTTPStatus.NOT_FOUND, f"no {path} here\n".encode(), "text/plain")
 
 
+def forbidden(reason: str) -> Response:
+    return response(HTTPStatus.FORBIDDEN, f"{reason}\n".encode(), "text/plain")
+
+
 async def answer(routes: dict[str, Route], hub: Hub, request: Request) -> Response:
     path = urlsplit(request.path).path
     route = routes.get(path)

@@ -22,8 +22,9 @@ class ServerSettings:
     ws_port: int = 8765
     node_id: str = ""
     max_message_bytes: int = 8 * 1024 * 1024
-    # Comma-separated origins (scheme://host[:port]) whose pages may open WebSocket sessions;
-    # "*" allows any. A page served by the hub itself is always allowed.
+    # Comma-separated origins (scheme://host[:port]) whose pages may open WebSocket sessions
+    # and load the dashboard; "*" allows any; empty: only the hub's own pages (same origin as
+    # the request's Host). Requests without an Origin header (not from a browser) always pass.
     allowed_origins: str = "*"
     # SIGTERM: agents are told to drain and their tasks requeued; the node exits within this.
     shutdown_timeout: float = 10

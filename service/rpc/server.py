@@ -1,4 +1,5 @@
-"""The gRPC server: the four agentplex services plus health checking and reflection."""
+"""The gRPC server: the four agentplex services plus health checking and reflection, in
+plain text or over TLS (mutual TLS with tls.grpc_client_ca_file)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from agentplex.rpc.messaging import MessagingServicer
 from agentplex.rpc.registry import RegistryServicer
 from agentplex.rpc.session import SessionServicer
 from agentplex.rpc.tasks import TaskServicer
+from agentplex.security.tls import grpc_credentials
 from agentplex.v1 import (
     messaging_service_pb2,
     registry_service_pb2,
@@ -59,8 +61,13 @@ class GrpcServer:
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
+        tls = self.hub.settings.tls
+        address = f"{host}:{port}"
         try:
-            self.port = self.server.add_insecure_port(f"{host}:{port}")
+            if tls.grpc:
+                self.port = self.server.add_secure_port(address, grpc_credentials(tls))
+            else:
+                self.port = self.server.add_insecure_port(address)
         except RuntimeError:
             self.port = 0
         if not self.port:

@@ -16,7 +16,7 @@ from typing import Any
 from agentplex.config import Settings, load_settings
 
 ADDRESS = re.compile(r"grpc\s+(\S+:\d+)")
-WS_URL = re.compile(r"ws\s+(ws://\S+)")
+WS_URL = re.compile(r"ws\s+(wss?://\S+)")
 
 
 def fast_settings(**sections: dict[str, Any]) -> Settings:

@@ -1,16 +1,14 @@
-"""Certificates for testing Redis over TLS: a throwaway CA, a server certificate for 127.0.0.1
-and a client certificate, made with the `openssl` command line (no Python crypto package
-needed), and the settings that hand them to redis-server and to the hub."""
+"""Certificates for testing Redis over TLS (a throwaway CA, a server certificate for 127.0.0.1
+and a client certificate, from certs.py) and the settings that hand them to redis-server and
+to the hub."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support.certs import make_certs
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,24 +45,8 @@ class TlsFiles:
 
 
 def certificates(folder: Path) -> TlsFiles:
-    """Make the CA and both certificates in `folder`; skips the test when openssl is missing."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
-    ca_key, ca_crt, ext = (str(folder / name) for name in ("ca.key", "ca.crt", "ext.cnf"))
-    Path(ext).write_text("subjectAltName=IP:127.0.0.1\n")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-        "-keyout", ca_key, "-out", ca_crt)  # fmt: skip
-    made: dict[str, tuple[str, str]] = {}
-    for name in ("server", "client"):
-        key, csr, crt = (str(folder / f"{name}.{ext}") for ext in ("key", "csr", "crt"))
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-            "-keyout", key, "-out", csr)  # fmt: skip
-        run("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
-            "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", crt)  # fmt: skip
-        made[name] = (crt, key)
-    return TlsFiles(ca_crt, *made["server"], *made["client"])
+    """Make the CA and both certificates in `folder`."""
+    certs = make_certs(folder)
+    return TlsFiles(
+        certs.ca, certs.server.cert, certs.server.key, certs.client.cert, certs.client.key
+    )
