@@ -118,7 +118,7 @@ class CliRunner:
 
     # One task ---------------------------------------------------------------------------
 
-    async def __call__(self, task: TaskContext) -> bytes:
+    async def __call__(self, task: TaskContext) -> str:
         async with workspace(self.workdir, task.id) as space:
             await asyncio.to_thread(space.write, context_files(task.task))
             inv = Invocation(
@@ -127,7 +127,7 @@ class CliRunner:
             answer = await self._converse(task, space.cwd, inv)
             for artifact in await space.changes():
                 await task.artifact(artifact)
-        return answer.encode()
+        return answer
 
     async def _converse(self, task: TaskContext, cwd: Path, inv: Invocation) -> str:
         """Run the CLI, and again with each answer a person gives, until it has answered.
