@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,13 @@ def add_parser(commands: Any) -> None:
         help="for --kind custom: a shell command; {prompt} and {workdir} are replaced, "
         "without {prompt} the prompt arrives on stdin",
     )
+    p.add_argument(
+        "--env-allow",
+        default="",
+        metavar="NAME,...",
+        help="environment variables the CLI gets beyond the scrubbed minimum "
+        "(added to agents.<kind>.env_allow)",
+    )
     p.add_argument("--config", default=None, help="a settings file (TOML) for agents.<kind>")
     p.set_defaults(run=run)
 
@@ -57,6 +65,9 @@ def runner_of(args: argparse.Namespace) -> CliRunner:
         raise ValueError(f"--workdir {args.workdir} is not a directory")
     kinds = load_settings(None, args.config).agents.kinds
     settings = kinds.get(args.kind, KindSettings())
+    if args.env_allow:
+        allowed = ",".join(filter(None, (settings.env_allow, args.env_allow)))
+        settings = dataclasses.replace(settings, env_allow=allowed)
     # Refuses an unknown --kind, and --kind custom without --exec.
     runner = CliRunner(args.kind, settings, template=args.command, workdir=args.workdir)
     if args.kind != CUSTOM and args.command:

@@ -457,8 +457,10 @@ def agent_process(hub: HubNode, record: Path) -> Iterator[subprocess.Popen[str]]
         "AGENTPLEX_AGENTS__CODEX__CLI_PATH": str(DIR / "codex"),
         "AGENTPLEX_AGENTS__CODEX__ENV_ALLOW": "STANDIN_RECORD",
         "AGENTPLEX_AGENTS__CODEX__MAX_CONCURRENT_TASKS": "3",
+        "STANDIN_EXTRA": "allowed on the command line",
     }
     command = ["agent", "--id", "codex-1", "--kind", "codex", "--capabilities", "go"]
+    command += ["--env-allow", "STANDIN_EXTRA"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentplex", *command, "--hub", hub.grpc_address],
         env=env,
@@ -489,6 +491,8 @@ async def test_agent_command_runs_codex_and_agents_shows_version_and_load(
     assert result.data == b"codex answer: port it"
     [run] = records(record)
     assert run["argv"][0] == str(DIR / "codex")
+    assert run["env"]["STANDIN_EXTRA"] == "allowed on the command line"
+    assert "AGENTPLEX_AGENTS__CODEX__CLI_PATH" not in run["env"]
     table = await asyncio.to_thread(agentplex, "agents", hub=hub.grpc_address)
     assert table.stdout.strip().split("\t") == [
         "codex-1",
