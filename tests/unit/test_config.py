@@ -2,64 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from agentplex.config import ENVIRONMENTS, ConfigError, Settings, load_settings
-
-SEED_NAMES = [
-    "REDIS_HOST",
-    "REDIS_PORT",
-    "REDIS_PASSWORD",
-    "REDIS_SSL",
-    "WEBSOCKET_HOST",
-    "WEBSOCKET_PORT",
-    "WEBSOCKET_SSL_ENABLED",
-    "WEBSOCKET_SSL_CERTFILE",
-    "WEBSOCKET_SSL_KEYFILE",
-    "JWT_SECRET_KEY",
-    "API_KEY_REQUIRED",
-    "RATE_LIMIT_ENABLED",
-    "CLAUDE_CLI_PATH",
-    "CURSOR_CLI_PATH",
-    "GH_CLI_PATH",
-    "GEMINI_CLI_PATH",
-    "ENVIRONMENT",
-    "DEBUG",
-]
-STRONG_SECRET = "k7Gq2v9Xw4Lm8Np3Rs6Tu1Yz5Ab0Cd2Ef"
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No AGENTPLEX_*, seed or dynaconf variables from the caller's shell leak into these
-    tests."""
-    for name in list(os.environ):
-        upper = name.upper()
-        if upper.startswith("AGENTPLEX") or upper.endswith("_FOR_DYNACONF") or upper in SEED_NAMES:
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def production_ready(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """What production demands: a strong JWT secret and TLS on both ports."""
-    monkeypatch.setenv("AGENTPLEX_AUTH__JWT_SECRET", STRONG_SECRET)
-    for port in ("GRPC", "WS"):
-        for part in ("CERT", "KEY"):
-            path = tmp_path / f"{port}-{part}.pem".lower()
-            path.write_text("placeholder: validation checks that the file exists")
-            monkeypatch.setenv(f"AGENTPLEX_TLS__{port}_{part}_FILE", str(path))
-
-
-def refused(*fragments: str) -> str:
-    with pytest.raises(ConfigError) as err:
-        load_settings()
-    message = str(err.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
+from tests.support.config_env import (  # noqa: F401 (fixtures: clean_environment is autouse)
+    clean_environment,
+    production_ready,
+    refused,
+)
 
 
 def test_packaged_defaults_equal_dataclass_defaults() -> None:
