@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from types import TracebackType
 
@@ -11,7 +10,9 @@ from agentplex.config import Settings
 from agentplex.edges.redis import RedisEdge
 from agentplex.edges.websocket import WebSocketEdge
 from agentplex.hub import Hub
+from agentplex.hub.drain import drain
 from agentplex.rpc.server import GrpcServer
+from agentplex.shutdown import Shutdown
 
 log = logging.getLogger("agentplex")
 
@@ -56,15 +57,21 @@ class HubNode:
                 await self.grpc.set_serving(serving)
 
     async def stop(self, grace: float = 2.0) -> None:
+        """Stop within `server.shutdown_timeout`, stage by stage: refuse new gRPC calls (those
+        in flight get `grace`), tell every session to drain while its connection is open,
+        close the WebSocket and Redis edges, then `Hub.stop` requeues this node's tasks and
+        ends the sessions. A stage that overruns is abandoned with a warning."""
+        shutdown = Shutdown(self.settings.server.shutdown_timeout, log)
+        closing = asyncio.ensure_future(self.grpc.stop(min(grace, shutdown.timeout)))
         if self._health is not None:
             self._health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health
-        await self.websocket.stop()
-        await self.grpc.stop(grace)
+            await shutdown.stage("following the engine's health", self._health)
+        await shutdown.stage("draining agents", drain(self.hub))
+        await shutdown.stage("closing the WebSocket edge", self.websocket.stop())
         if self.redis_edge is not None:
-            await self.redis_edge.stop()
-        await self.hub.stop()
+            await shutdown.stage("closing the Redis edge", self.redis_edge.stop())
+        await self.hub.stop(shutdown)
+        await shutdown.stage("closing the gRPC server", closing)
 
     async def __aenter__(self) -> HubNode:
         await self.start()

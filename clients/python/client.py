@@ -184,6 +184,10 @@ class Client:
         response = await self._call(self.registry.ListAgents, rs.ListAgentsRequest(filter=flt))
         return list(response.agents)
 
+    async def hub_status(self) -> rs.GetHubStatusResponse:
+        """Nodes, tasks by state and the answering node's counters (needs task:read)."""
+        return await self._call(self.registry.GetHubStatus, rs.GetHubStatusRequest())  # type: ignore[no-any-return]
+
     async def get_agent(self, agent_id: str) -> agent_pb2.Agent:
         response = await self._call(self.registry.GetAgent, rs.GetAgentRequest(agent_id=agent_id))
         return response.agent  # type: ignore[no-any-return]

@@ -9,7 +9,8 @@ and carry on across dropped connections.
 A dropped stream is reopened with the resume token and the last positions seen: within the
 hub's grace period the hub resends exactly what was missed; after it, the session registers
 again and resubscribes from those positions. Deliveries already seen are dropped (and acked),
-so an iteration sees no gap and no duplicate.
+so an iteration sees no gap and no duplicate. A hub node that shuts down says so first (a drain
+frame): the tasks running here are cancelled, as the hub hands them to other agents.
 """
 
 from __future__ import annotations
@@ -296,6 +297,14 @@ class Session:
                 running = self._running.get((frame.task_input.task_id, frame.task_input.attempt))
                 if running is not None:
                     running[1]._give_input(frame.task_input.input)
+            elif kind == "drain":
+                # The node is leaving and gives the tasks held here to other agents: stop them.
+                # It ends the stream next, after letting the agent go, and the session then
+                # reconnects as after any drop (reconnecting sooner, another node would still
+                # find the agent registered on this one).
+                log.info("hub node %s is draining: %s", frame.drain.node, frame.drain.reason)
+                for task, _ in list(self._running.values()):
+                    task.cancel()
             elif kind == "ping":
                 await self._try_write(ss.ConnectRequest(heartbeat=ss.Heartbeat()))
             elif kind == "error" and frame.error.fatal and frame.ref not in self._waiting:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from agentplex import __version__
-from agentplex.cli import admincmds, agent, clientcmds, serve, taskcmds
+from agentplex.cli import admincmds, agent, clientcmds, serve, status, taskcmds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     taskcmds.add_parsers(commands)
     agent.add_parser(commands)
     admincmds.add_parsers(commands)
+    status.add_parser(commands)
     return parser
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import sys
 from typing import Any
 
-from agentplex import audit
+from agentplex import audit, logs
 from agentplex.cli.common import stop_on_signals
 from agentplex.config import ConfigError, load_settings
 from agentplex.errors import HubError
@@ -33,7 +32,9 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--redis-edge-url", help="Redis for the edge (default: the engine's)")
     p.add_argument("--env", choices=["development", "staging", "production"])
     p.add_argument("--config", help="a settings file (TOML) layered over the defaults")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO; logging.level)"
+    )
     p.set_defaults(run=run)
 
 
@@ -57,18 +58,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         for key, value in (("enabled", args.redis_edge), ("url", args.redis_edge_url))
         if value is not None
     }
-    return {"server": server, "engine": engine, "redis_edge": redis_edge}
+    logs = {"level": args.log_level} if args.log_level is not None else {}
+    return {"server": server, "engine": engine, "redis_edge": redis_edge, "logging": logs}
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         settings = load_settings(args.env, args.config, _overrides(args))
     except ConfigError as err:
         print(f"agentplex serve: {err}", file=sys.stderr)
         return 2
+    logs.configure(settings.logging, logs.secret_values(settings))
     try:
         audit.configure(settings.audit)
     except OSError as err:

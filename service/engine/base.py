@@ -147,6 +147,10 @@ class Engine(ABC):
         """Nodes whose lease ran out: they died without leaving."""
 
     @abstractmethod
+    async def nodes(self) -> dict[str, int]:
+        """Every node holding a lease, with the time (ns) the lease runs out."""
+
+    @abstractmethod
     async def forget_node(self, node: str) -> bool:
         """Take a node off the list; True for exactly one caller, who cleans up after it."""
 

@@ -191,6 +191,9 @@ class MemoryEngine(Engine):
     async def expired_nodes(self, now_ns: int) -> list[str]:
         return [node for node, expiry in self._nodes.items() if expiry <= now_ns]
 
+    async def nodes(self) -> dict[str, int]:
+        return dict(self._nodes)
+
     async def forget_node(self, node: str) -> bool:
         return self._nodes.pop(node, None) is not None
 

@@ -4,7 +4,6 @@ a transport can ask for is checked and authorized once, in these classes."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import logging
@@ -35,6 +34,7 @@ from agentplex.engine import Engine, create_engine
 from agentplex.engine.base import Outcome
 from agentplex.errors import HubError, NotFound
 from agentplex.security.auth import Authenticator
+from agentplex.shutdown import Shutdown
 from agentplex.v1 import envelope_pb2
 
 log = logging.getLogger("agentplex.hub")
@@ -102,13 +102,18 @@ class Hub:
         self.sessions.start()
         await self.tasks.start()
 
-    async def stop(self) -> None:
-        await self.tasks.stop()
-        await self.sessions.stop()
-        await self._background.cancel()
-        with contextlib.suppress(HubError):  # an unreachable engine: the lease runs out instead
-            await self.nodes.stop()
-        await self.engine.close()
+    async def stop(self, shutdown: Shutdown | None = None) -> None:
+        """Stop within `server.shutdown_timeout` (or the node's `shutdown`): dispatch ends here,
+        this node's agents leave and the tasks they held go back to the queue at once (other
+        nodes are woken for them), then the sessions end and the engine is flushed and closed.
+        Should Redis be unreachable meanwhile, the node's lease runs out and another node
+        requeues instead."""
+        shutdown = shutdown or Shutdown(self.settings.server.shutdown_timeout, log)
+        await shutdown.stage("stopping task dispatch", self.tasks.stop())
+        await shutdown.stage("requeueing this node's tasks", self.nodes.stop())
+        await shutdown.stage("ending sessions", self.sessions.stop())
+        await shutdown.stage("cancelling background work", self._background.cancel())
+        await shutdown.stage("closing the engine", self.engine.close())
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run background work whose failure is logged, never lost silently."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -9,6 +10,7 @@ import grpc
 from agentplex.core.validation import check_enum
 from agentplex.errors import InvalidArgument
 from agentplex.hub import Hub
+from agentplex.hub.status import hub_status
 from agentplex.rpc.principal import principal_of
 from agentplex.v1 import agent_pb2, registry_service_pb2 as rs
 
@@ -18,6 +20,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class RegistryServicer:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.started_ns = time.time_ns()  # with the hub and its counters
 
     async def RegisterAgent(
         self, request: rs.RegisterAgentRequest, context: Context
@@ -61,3 +64,8 @@ class RegistryServicer:
         )
         async for event in events:
             await context.write(rs.WatchAgentsResponse(event=event))
+
+    async def GetHubStatus(
+        self, request: rs.GetHubStatusRequest, context: Context
+    ) -> rs.GetHubStatusResponse:
+        return await hub_status(self.hub, principal_of(context), self.started_ns)

@@ -209,3 +209,17 @@ async def test_due_deadlines_are_taken_once(started: tuple[Engine, Recorder]) ->
     assert await engine.due_deadlines(3_000_000_000) == ["soon"]
     assert await engine.due_deadlines(3_000_000_000) == []  # taken: no other node gets it
     assert await engine.due_deadlines(6_000_000_000) == ["later"]
+
+
+async def test_node_leases_are_listed_renewed_and_forgotten(
+    started: tuple[Engine, Recorder],
+) -> None:
+    engine, _ = started
+    assert not await engine.beat("n1", 5_000_000_000)  # the first beat: no lease before
+    assert not await engine.beat("n2", 2_000_000_000)
+    assert await engine.beat("n1", 6_000_000_000)  # renewed
+    assert await engine.nodes() == {"n1": 6_000_000_000, "n2": 2_000_000_000}
+    assert await engine.expired_nodes(3_000_000_000) == ["n2"]
+    assert await engine.forget_node("n2")
+    assert not await engine.forget_node("n2")  # one caller cleans up
+    assert await engine.nodes() == {"n1": 6_000_000_000}

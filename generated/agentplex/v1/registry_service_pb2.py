@@ -23,41 +23,54 @@ _sym_db = _symbol_database.Default()
 
 
 from agentplex.v1 import agent_pb2 as agentplex_dot_v1_dot_agent__pb2
+from agentplex.v1 import task_pb2 as agentplex_dot_v1_dot_task__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentplex/v1/registry_service.proto\x12\x0c\x61gentplex.v1\x1a\x18\x61gentplex/v1/agent.proto\"=\n\x14RegisterAgentRequest\x12%\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x17.agentplex.v1.AgentCard\"Z\n\x15RegisterAgentResponse\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.agentplex.v1.Agent\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"O\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.agentplex.v1.AgentStatus\"7\n\x11HeartbeatResponse\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.agentplex.v1.Agent\"*\n\x16\x44\x65registerAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65registerAgentResponse\"#\n\x0fGetAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"6\n\x10GetAgentResponse\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.agentplex.v1.Agent\"x\n\x0b\x41gentFilter\x12&\n\x05kinds\x18\x01 \x03(\x0e\x32\x17.agentplex.v1.AgentKind\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.agentplex.v1.AgentStatus\">\n\x11ListAgentsRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.agentplex.v1.AgentFilter\"9\n\x12ListAgentsResponse\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.agentplex.v1.Agent\"X\n\x12WatchAgentsRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.agentplex.v1.AgentFilter\x12\x17\n\x0finclude_current\x18\x02 \x01(\x08\">\n\x13WatchAgentsResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.agentplex.v1.AgentEvent2\x8b\x04\n\x0fRegistryService\x12X\n\rRegisterAgent\x12\".agentplex.v1.RegisterAgentRequest\x1a#.agentplex.v1.RegisterAgentResponse\x12L\n\tHeartbeat\x12\x1e.agentplex.v1.HeartbeatRequest\x1a\x1f.agentplex.v1.HeartbeatResponse\x12^\n\x0f\x44\x65registerAgent\x12$.agentplex.v1.DeregisterAgentRequest\x1a%.agentplex.v1.DeregisterAgentResponse\x12I\n\x08GetAgent\x12\x1d.agentplex.v1.GetAgentRequest\x1a\x1e.agentplex.v1.GetAgentResponse\x12O\n\nListAgents\x12\x1f.agentplex.v1.ListAgentsRequest\x1a .agentplex.v1.ListAgentsResponse\x12T\n\x0bWatchAgents\x12 .agentplex.v1.WatchAgentsRequest\x1a!.agentplex.v1.WatchAgentsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentplex/v1/registry_service.proto\x12\x0c\x61gentplex.v1\x1a\x18\x61gentplex/v1/agent.proto\x1a\x17\x61gentplex/v1/task.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x14RegisterAgentRequest\x12%\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x17.agentplex.v1.AgentCard\"Z\n\x15RegisterAgentResponse\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.agentplex.v1.Agent\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"O\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.agentplex.v1.AgentStatus\"7\n\x11HeartbeatResponse\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.agentplex.v1.Agent\"*\n\x16\x44\x65registerAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65registerAgentResponse\"#\n\x0fGetAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"6\n\x10GetAgentResponse\x12\"\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x13.agentplex.v1.Agent\"x\n\x0b\x41gentFilter\x12&\n\x05kinds\x18\x01 \x03(\x0e\x32\x17.agentplex.v1.AgentKind\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.agentplex.v1.AgentStatus\">\n\x11ListAgentsRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.agentplex.v1.AgentFilter\"9\n\x12ListAgentsResponse\x12#\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x13.agentplex.v1.Agent\"X\n\x12WatchAgentsRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.agentplex.v1.AgentFilter\x12\x17\n\x0finclude_current\x18\x02 \x01(\x08\">\n\x13WatchAgentsResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.agentplex.v1.AgentEvent\"\x15\n\x13GetHubStatusRequest\"\x8b\x02\n\x14GetHubStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12)\n\x06uptime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05nodes\x18\x05 \x03(\x0b\x32\x17.agentplex.v1.NodeLease\x12+\n\x05tasks\x18\x06 \x03(\x0b\x32\x1c.agentplex.v1.TaskStateCount\x12+\n\x08\x63ounters\x18\x07 \x01(\x0b\x32\x19.agentplex.v1.HubCounters\"G\n\tNodeLease\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x0eTaskStateCount\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.agentplex.v1.TaskState\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\x95\x01\n\x0bHubCounters\x12\x1a\n\x12messages_published\x18\x01 \x01(\x04\x12\x1a\n\x12messages_duplicate\x18\x02 \x01(\x04\x12\x1a\n\x12messages_delivered\x18\x03 \x01(\x04\x12\x1a\n\x12integrity_failures\x18\x04 \x01(\x04\x12\x16\n\x0eslow_consumers\x18\x05 \x01(\x04\x32\xe2\x04\n\x0fRegistryService\x12X\n\rRegisterAgent\x12\".agentplex.v1.RegisterAgentRequest\x1a#.agentplex.v1.RegisterAgentResponse\x12L\n\tHeartbeat\x12\x1e.agentplex.v1.HeartbeatRequest\x1a\x1f.agentplex.v1.HeartbeatResponse\x12^\n\x0f\x44\x65registerAgent\x12$.agentplex.v1.DeregisterAgentRequest\x1a%.agentplex.v1.DeregisterAgentResponse\x12I\n\x08GetAgent\x12\x1d.agentplex.v1.GetAgentRequest\x1a\x1e.agentplex.v1.GetAgentResponse\x12O\n\nListAgents\x12\x1f.agentplex.v1.ListAgentsRequest\x1a .agentplex.v1.ListAgentsResponse\x12T\n\x0bWatchAgents\x12 .agentplex.v1.WatchAgentsRequest\x1a!.agentplex.v1.WatchAgentsResponse0\x01\x12U\n\x0cGetHubStatus\x12!.agentplex.v1.GetHubStatusRequest\x1a\".agentplex.v1.GetHubStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentplex.v1.registry_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERAGENTREQUEST']._serialized_start=79
-  _globals['_REGISTERAGENTREQUEST']._serialized_end=140
-  _globals['_REGISTERAGENTRESPONSE']._serialized_start=142
-  _globals['_REGISTERAGENTRESPONSE']._serialized_end=232
-  _globals['_HEARTBEATREQUEST']._serialized_start=234
-  _globals['_HEARTBEATREQUEST']._serialized_end=313
-  _globals['_HEARTBEATRESPONSE']._serialized_start=315
-  _globals['_HEARTBEATRESPONSE']._serialized_end=370
-  _globals['_DEREGISTERAGENTREQUEST']._serialized_start=372
-  _globals['_DEREGISTERAGENTREQUEST']._serialized_end=414
-  _globals['_DEREGISTERAGENTRESPONSE']._serialized_start=416
-  _globals['_DEREGISTERAGENTRESPONSE']._serialized_end=441
-  _globals['_GETAGENTREQUEST']._serialized_start=443
-  _globals['_GETAGENTREQUEST']._serialized_end=478
-  _globals['_GETAGENTRESPONSE']._serialized_start=480
-  _globals['_GETAGENTRESPONSE']._serialized_end=534
-  _globals['_AGENTFILTER']._serialized_start=536
-  _globals['_AGENTFILTER']._serialized_end=656
-  _globals['_LISTAGENTSREQUEST']._serialized_start=658
-  _globals['_LISTAGENTSREQUEST']._serialized_end=720
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=722
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=779
-  _globals['_WATCHAGENTSREQUEST']._serialized_start=781
-  _globals['_WATCHAGENTSREQUEST']._serialized_end=869
-  _globals['_WATCHAGENTSRESPONSE']._serialized_start=871
-  _globals['_WATCHAGENTSRESPONSE']._serialized_end=933
-  _globals['_REGISTRYSERVICE']._serialized_start=936
-  _globals['_REGISTRYSERVICE']._serialized_end=1459
+  _globals['_REGISTERAGENTREQUEST']._serialized_start=169
+  _globals['_REGISTERAGENTREQUEST']._serialized_end=230
+  _globals['_REGISTERAGENTRESPONSE']._serialized_start=232
+  _globals['_REGISTERAGENTRESPONSE']._serialized_end=322
+  _globals['_HEARTBEATREQUEST']._serialized_start=324
+  _globals['_HEARTBEATREQUEST']._serialized_end=403
+  _globals['_HEARTBEATRESPONSE']._serialized_start=405
+  _globals['_HEARTBEATRESPONSE']._serialized_end=460
+  _globals['_DEREGISTERAGENTREQUEST']._serialized_start=462
+  _globals['_DEREGISTERAGENTREQUEST']._serialized_end=504
+  _globals['_DEREGISTERAGENTRESPONSE']._serialized_start=506
+  _globals['_DEREGISTERAGENTRESPONSE']._serialized_end=531
+  _globals['_GETAGENTREQUEST']._serialized_start=533
+  _globals['_GETAGENTREQUEST']._serialized_end=568
+  _globals['_GETAGENTRESPONSE']._serialized_start=570
+  _globals['_GETAGENTRESPONSE']._serialized_end=624
+  _globals['_AGENTFILTER']._serialized_start=626
+  _globals['_AGENTFILTER']._serialized_end=746
+  _globals['_LISTAGENTSREQUEST']._serialized_start=748
+  _globals['_LISTAGENTSREQUEST']._serialized_end=810
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=812
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=869
+  _globals['_WATCHAGENTSREQUEST']._serialized_start=871
+  _globals['_WATCHAGENTSREQUEST']._serialized_end=959
+  _globals['_WATCHAGENTSRESPONSE']._serialized_start=961
+  _globals['_WATCHAGENTSRESPONSE']._serialized_end=1023
+  _globals['_GETHUBSTATUSREQUEST']._serialized_start=1025
+  _globals['_GETHUBSTATUSREQUEST']._serialized_end=1046
+  _globals['_GETHUBSTATUSRESPONSE']._serialized_start=1049
+  _globals['_GETHUBSTATUSRESPONSE']._serialized_end=1316
+  _globals['_NODELEASE']._serialized_start=1318
+  _globals['_NODELEASE']._serialized_end=1389
+  _globals['_TASKSTATECOUNT']._serialized_start=1391
+  _globals['_TASKSTATECOUNT']._serialized_end=1462
+  _globals['_HUBCOUNTERS']._serialized_start=1465
+  _globals['_HUBCOUNTERS']._serialized_end=1614
+  _globals['_REGISTRYSERVICE']._serialized_start=1617
+  _globals['_REGISTRYSERVICE']._serialized_end=2227
 # @@protoc_insertion_point(module_scope)

@@ -4,9 +4,12 @@ isort:skip_file
 """
 
 from agentplex.v1 import agent_pb2 as _agent_pb2
+from agentplex.v1 import task_pb2 as _task_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -294,3 +297,153 @@ class WatchAgentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchAgentsResponse: _TypeAlias = WatchAgentsResponse  # noqa: Y015
+
+@_typing.final
+class GetHubStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHubStatusRequest: _TypeAlias = GetHubStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetHubStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    ENGINE_FIELD_NUMBER: _builtins.int
+    UPTIME_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    COUNTERS_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    """The node that answered: `uptime` and `counters` are its own."""
+    engine: _builtins.str
+    """memory or redis."""
+    @_builtins.property
+    def uptime(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the answer was made. Rates come from the counters of two answers and their times."""
+
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeLease]:
+        """Every node holding a lease on the engine."""
+
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskStateCount]:
+        """The tasks the hub keeps, counted by state; states with none are left out."""
+
+    @_builtins.property
+    def counters(self) -> Global___HubCounters: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        engine: _builtins.str = ...,
+        uptime: _duration_pb2.Duration | None = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        nodes: _abc.Iterable[Global___NodeLease] | None = ...,
+        tasks: _abc.Iterable[Global___TaskStateCount] | None = ...,
+        counters: Global___HubCounters | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "time", b"time", "uptime", b"uptime"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "engine", b"engine", "node", b"node", "nodes", b"nodes", "tasks", b"tasks", "time", b"time", "uptime", b"uptime"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHubStatusResponse: _TypeAlias = GetHubStatusResponse  # noqa: Y015
+
+@_typing.final
+class NodeLease(_message.Message):
+    """A hub node sharing the engine, alive while it renews its lease (`engine.node_ttl`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeLease: _TypeAlias = NodeLease  # noqa: Y015
+
+@_typing.final
+class TaskStateCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    state: _task_pb2.TaskState.ValueType
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        state: _task_pb2.TaskState.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskStateCount: _TypeAlias = TaskStateCount  # noqa: Y015
+
+@_typing.final
+class HubCounters(_message.Message):
+    """What one node counted since it started (the figures of its Prometheus metrics)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_PUBLISHED_FIELD_NUMBER: _builtins.int
+    MESSAGES_DUPLICATE_FIELD_NUMBER: _builtins.int
+    MESSAGES_DELIVERED_FIELD_NUMBER: _builtins.int
+    INTEGRITY_FAILURES_FIELD_NUMBER: _builtins.int
+    SLOW_CONSUMERS_FIELD_NUMBER: _builtins.int
+    messages_published: _builtins.int
+    """Envelopes accepted on this node."""
+    messages_duplicate: _builtins.int
+    """Publishes answered from the dedup window."""
+    messages_delivered: _builtins.int
+    """Envelopes handed to subscribers on this node."""
+    integrity_failures: _builtins.int
+    """History entries whose sha256 failed."""
+    slow_consumers: _builtins.int
+    """Sessions cut off for falling behind."""
+    def __init__(
+        self,
+        *,
+        messages_published: _builtins.int = ...,
+        messages_duplicate: _builtins.int = ...,
+        messages_delivered: _builtins.int = ...,
+        integrity_failures: _builtins.int = ...,
+        slow_consumers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integrity_failures", b"integrity_failures", "messages_delivered", b"messages_delivered", "messages_duplicate", b"messages_duplicate", "messages_published", b"messages_published", "slow_consumers", b"slow_consumers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HubCounters: _TypeAlias = HubCounters  # noqa: Y015

@@ -66,6 +66,11 @@ class RegistryServiceStub:
                 request_serializer=agentplex_dot_v1_dot_registry__service__pb2.WatchAgentsRequest.SerializeToString,
                 response_deserializer=agentplex_dot_v1_dot_registry__service__pb2.WatchAgentsResponse.FromString,
                 _registered_method=True)
+        self.GetHubStatus = channel.unary_unary(
+                '/agentplex.v1.RegistryService/GetHubStatus',
+                request_serializer=agentplex_dot_v1_dot_registry__service__pb2.GetHubStatusRequest.SerializeToString,
+                response_deserializer=agentplex_dot_v1_dot_registry__service__pb2.GetHubStatusResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -110,6 +115,14 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHubStatus(self, request, context):
+        """The hub at a glance (`agentplex status`): its nodes, tasks by state and the answering
+        node's counters. Needs the task:read scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +155,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.WatchAgents,
                     request_deserializer=agentplex_dot_v1_dot_registry__service__pb2.WatchAgentsRequest.FromString,
                     response_serializer=agentplex_dot_v1_dot_registry__service__pb2.WatchAgentsResponse.SerializeToString,
+            ),
+            'GetHubStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHubStatus,
+                    request_deserializer=agentplex_dot_v1_dot_registry__service__pb2.GetHubStatusRequest.FromString,
+                    response_serializer=agentplex_dot_v1_dot_registry__service__pb2.GetHubStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +326,33 @@ class RegistryService:
             '/agentplex.v1.RegistryService/WatchAgents',
             agentplex_dot_v1_dot_registry__service__pb2.WatchAgentsRequest.SerializeToString,
             agentplex_dot_v1_dot_registry__service__pb2.WatchAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHubStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplex.v1.RegistryService/GetHubStatus',
+            agentplex_dot_v1_dot_registry__service__pb2.GetHubStatusRequest.SerializeToString,
+            agentplex_dot_v1_dot_registry__service__pb2.GetHubStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

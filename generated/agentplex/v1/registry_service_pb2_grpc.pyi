@@ -42,6 +42,10 @@ class RegistryServiceStub:
     ListAgents: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ListAgentsRequest, _registry_service_pb2.ListAgentsResponse]
     WatchAgents: _grpc.UnaryStreamMultiCallable[_registry_service_pb2.WatchAgentsRequest, _registry_service_pb2.WatchAgentsResponse]
     """Registry events as they happen, optionally starting with the current agents."""
+    GetHubStatus: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.GetHubStatusRequest, _registry_service_pb2.GetHubStatusResponse]
+    """The hub at a glance (`agentplex status`): its nodes, tasks by state and the answering
+    node's counters. Needs the task:read scope.
+    """
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -57,6 +61,10 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     ListAgents: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.ListAgentsRequest, _registry_service_pb2.ListAgentsResponse]  # type: ignore[assignment]
     WatchAgents: _aio.UnaryStreamMultiCallable[_registry_service_pb2.WatchAgentsRequest, _registry_service_pb2.WatchAgentsResponse]  # type: ignore[assignment]
     """Registry events as they happen, optionally starting with the current agents."""
+    GetHubStatus: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.GetHubStatusRequest, _registry_service_pb2.GetHubStatusResponse]  # type: ignore[assignment]
+    """The hub at a glance (`agentplex status`): its nodes, tasks by state and the answering
+    node's counters. Needs the task:read scope.
+    """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The directory of agents. Agents registered here without a session must heartbeat; live agents
@@ -105,5 +113,15 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_registry_service_pb2.WatchAgentsResponse], _abc.AsyncIterator[_registry_service_pb2.WatchAgentsResponse]]:
         """Registry events as they happen, optionally starting with the current agents."""
+
+    @_abc_1.abstractmethod
+    def GetHubStatus(
+        self,
+        request: _registry_service_pb2.GetHubStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_service_pb2.GetHubStatusResponse, _abc.Awaitable[_registry_service_pb2.GetHubStatusResponse]]:
+        """The hub at a glance (`agentplex status`): its nodes, tasks by state and the answering
+        node's counters. Needs the task:read scope.
+        """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

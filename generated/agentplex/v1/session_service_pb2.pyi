@@ -144,6 +144,7 @@ class ConnectResponse(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
     TASK_INPUT_FIELD_NUMBER: _builtins.int
+    DRAIN_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The `ref` of the client frame this answers (receipts and errors)."""
     @_builtins.property
@@ -162,6 +163,8 @@ class ConnectResponse(_message.Message):
     def ping(self) -> Global___Ping: ...
     @_builtins.property
     def task_input(self) -> Global___TaskInput: ...
+    @_builtins.property
+    def drain(self) -> Global___Drain: ...
     def __init__(
         self,
         *,
@@ -174,12 +177,13 @@ class ConnectResponse(_message.Message):
         error: Global___Error | None = ...,
         ping: Global___Ping | None = ...,
         task_input: Global___TaskInput | None = ...,
+        drain: Global___Drain | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "drain", b"drain", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "ref", b"ref", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "drain", b"drain", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "ref", b"ref", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "deliveries", "task_assignment", "task_cancel", "receipt", "error", "ping", "task_input"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "deliveries", "task_assignment", "task_cancel", "receipt", "error", "ping", "task_input", "drain"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -570,6 +574,34 @@ class TaskAssignment(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskAssignment: _TypeAlias = TaskAssignment  # noqa: Y015
+
+@_typing.final
+class Drain(_message.Message):
+    """The hub node holding this session is shutting down (SIGTERM): it gives the agent no new work
+    and puts the tasks the agent holds back in the queue for other agents, so work on them should
+    stop. The node ends the stream next; reconnect (to another node) as after any drop.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    """The node that is leaving."""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Drain: _TypeAlias = Drain  # noqa: Y015
 
 @_typing.final
 class TaskInput(_message.Message):

@@ -374,6 +374,11 @@ class RedisEngine(Engine):
         return [node.decode() for node in found]
 
     @_guarded
+    async def nodes(self) -> dict[str, int]:
+        leases = await self.redis.zrange(self.keys.nodes, 0, -1, withscores=True)
+        return {node.decode(): int(expiry_ms) * 1_000_000 for node, expiry_ms in leases}
+
+    @_guarded
     async def forget_node(self, node: str) -> bool:
         return bool(await self.redis.zrem(self.keys.nodes, node))
 
