@@ -19,12 +19,16 @@ from agentplex.core.outbox import Item
 from agentplex.v1 import session_service_pb2 as ss
 
 DELIVERIES_FIELD = 3  # ConnectResponse.deliveries
+_NOT_JSON = "frame: not an agentplex.v1.ConnectRequest in JSON"
 
 
 class Refused(ValueError):
     """Input an edge cannot take; `ref` echoes the frame's ref when it had a readable one."""
 
     def __init__(self, reason: str, ref: str = "") -> None:
+        # Parse errors quote the input, where JSON may have escaped a lone surrogate: written
+        # as an escape, the reason fits the error frame's (UTF-8) message.
+        reason = reason.encode(errors="backslashreplace").decode()
         super().__init__(reason)
         self.reason = reason
         self.ref = ref
@@ -63,14 +67,15 @@ def proto_frames(items: list[Item]) -> list[bytes]:
 
 
 def parse_json_frame(data: str | bytes) -> ss.ConnectRequest:
-    """A client frame: `agentplex.v1.ConnectRequest` in JSON."""
+    """A client frame: `agentplex.v1.ConnectRequest` in JSON. Only an object is one (json_format
+    takes `[]` for an empty message and fails on other values with Python's own words)."""
     frame = ss.ConnectRequest()
+    if data.lstrip()[:1] not in ("{", b"{"):
+        raise Refused(f"{_NOT_JSON} (a frame is a JSON object)")
     try:
         json_format.Parse(data, frame)
-    except json_format.ParseError as err:
-        raise Refused(
-            f"frame: not an agentplex.v1.ConnectRequest in JSON ({err})", _ref_of(data)
-        ) from None
+    except (json_format.ParseError, UnicodeDecodeError) as err:  # bytes: from Redis sessions
+        raise Refused(f"{_NOT_JSON} ({err})", _ref_of(data)) from None
     return frame
 
 
@@ -83,9 +88,11 @@ def parse_proto_frame(data: bytes) -> ss.ConnectRequest:
 
 
 def _ref_of(data: str | bytes) -> str:
-    """The `ref` of a JSON frame that did not parse, if it is readable at all."""
+    """The `ref` of a JSON frame that did not parse, if it is readable at all and an error
+    frame can echo it (JSON may escape a lone surrogate; a protobuf string cannot hold one)."""
     try:
         ref = json.loads(data).get("ref", "")
-    except (ValueError, AttributeError):
+        ref.encode()
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: deep nesting
         return ""
     return ref if isinstance(ref, str) else ""

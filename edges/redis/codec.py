@@ -22,7 +22,7 @@ def decode_publish(channel: str, data: bytes) -> envelope_pb2.Envelope:
     env = envelope_pb2.Envelope()
     try:
         json_format.Parse(data, env)
-    except json_format.ParseError as err:
+    except (json_format.ParseError, UnicodeDecodeError) as err:
         raise Refused(
             f"not an agentplex.v1.Envelope in JSON ({err}); data not starting with '{{' "
             "is taken as a raw payload"

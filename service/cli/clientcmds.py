@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from agentplex.cli.argtypes import UINT32, UINT64, integer
 from agentplex.cli.common import add_common, enum_value, json_line, run_client
 from agentplex.client import Client
 from agentplex.core.globmatch import is_pattern
@@ -27,16 +28,21 @@ def add_parsers(commands: Any) -> None:
     )
     add_common(p)
     p.add_argument("channels", nargs="+", metavar="PATTERN")
-    p.add_argument("--since", type=int, help="replay named channels after this seq first")
+    p.add_argument(
+        "--since", type=integer(UINT64), help="replay named channels after this seq first"
+    )
     p.add_argument("--count", type=int, help="exit after this many envelopes")
     p.set_defaults(run=run_client(subscribe))
 
     p = commands.add_parser("history", help="print a channel's stored envelopes")
     add_common(p)
     p.add_argument("channel")
-    p.add_argument("--since", type=int, help="only envelopes after this seq")
+    p.add_argument("--since", type=integer(UINT64), help="only envelopes after this seq")
     p.add_argument(
-        "--limit", type=int, default=0, help="at most this many (default: the hub's page)"
+        "--limit",
+        type=integer(UINT32),
+        default=0,
+        help="at most this many (default: the hub's page)",
     )
     p.set_defaults(run=run_client(history))
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from agentplex.cli.argtypes import INT32, UINT32, integer, seconds
 from agentplex.cli.common import add_common, enum_value, json_line, run_client
 from agentplex.client import Client, TaskHandle
 from agentplex.core.tasks import state_name
@@ -19,9 +20,9 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--require", default="", metavar="CAP,...", help="capabilities an agent needs")
     p.add_argument("--kind", action="append", default=[], help="preferred agent kind (repeatable)")
     p.add_argument("--agent", default="", metavar="ID", help="only this agent")
-    p.add_argument("--priority", type=int, default=0, help="higher runs first")
-    p.add_argument("--deadline", type=float, metavar="SECONDS", help="fail if not done by then")
-    p.add_argument("--max-attempts", type=int, default=0)
+    p.add_argument("--priority", type=integer(INT32), default=0, help="higher runs first")
+    p.add_argument("--deadline", type=seconds, metavar="SECONDS", help="fail if not done by then")
+    p.add_argument("--max-attempts", type=integer(UINT32), default=0)
     p.add_argument("--idempotency-key", default="", metavar="KEY")
     p.add_argument("--wait", action="store_true", help="stream events, exit with the result")
     p.set_defaults(run=run_client(submit))
@@ -31,7 +32,7 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--state", action="append", default=[], help="e.g. working, completed")
     p.add_argument("--agent", default="")
     p.add_argument("--capability", default="")
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=integer(UINT32), default=0)
     p.set_defaults(run=run_client(list_tasks))
 
     p = commands.add_parser("task", help="show, cancel or answer one task")

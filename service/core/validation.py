@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentplex.core.globmatch import is_pattern
 from agentplex.core.limits import Limits
@@ -18,6 +19,8 @@ _PATTERN = re.compile(r"[A-Za-z0-9_.:\-*?\[\]^\\]{1,200}")
 _ID = re.compile(r"[A-Za-z0-9_.:\-]+")
 INBOX_PREFIX = "agent."
 SYSTEM_PREFIX = "_"
+# What RFC 3339 can write (0001-01-01 to 9999-12-31), so every transport can carry the value.
+TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
 
 
 def check_channel(name: str, field: str = "channel") -> str:
@@ -62,6 +65,17 @@ def check_text(value: str, field: str, limits: Limits) -> str:
             "(limits.max_text_length)"
         )
     return value
+
+
+def check_timestamp(value: Timestamp, field: str) -> None:
+    """A time the JSON transports can write: protobuf takes any numbers, canonical JSON only
+    a valid RFC 3339 time, and a message JSON cannot encode would fail every JSON receiver."""
+    low, high = TIMESTAMP_SECONDS
+    if not low <= value.seconds <= high or not 0 <= value.nanos <= 999_999_999:
+        raise InvalidArgument(
+            f"{field}: seconds {value.seconds}, nanos {value.nanos} is no time between "
+            "0001-01-01 and 9999-12-31 (seconds from the Unix epoch, nanos 0 to 999999999)"
+        )
 
 
 def check_map(
@@ -122,6 +136,8 @@ def _check_envelope(
         )
     if env.reply_to:
         check_channel(env.reply_to, f"{field}.reply_to")
+    if env.HasField("created_at"):
+        check_timestamp(env.created_at, f"{field}.created_at")
     if len(env.content_type) > 200:
         raise InvalidArgument(f"{field}.content_type is longer than 200 characters")
     if len(env.correlation_id) > limits.max_id_length:
