@@ -36,13 +36,14 @@ class HubNode:
     @property
     def ws_url(self) -> str:
         scheme = "wss" if self.settings.tls.ws else "ws"
-        return f"{scheme}://{self.settings.server.host}:{self.websocket.port}"
+        server = self.settings.server
+        return f"{scheme}://{server.ws_host or server.host}:{self.websocket.port}"
 
     async def start(self) -> None:
         await self.hub.start()
         server = self.settings.server
         self.grpc_port = await self.grpc.start(server.host, server.grpc_port)
-        await self.websocket.start(server.host, server.ws_port)
+        await self.websocket.start(server.ws_host or server.host, server.ws_port)
         if self.redis_edge is not None:
             await self.redis_edge.start()
         self._health = asyncio.get_running_loop().create_task(self._follow_engine())

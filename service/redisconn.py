@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -52,16 +51,6 @@ def connect_pubsub(settings: EngineSettings, url: str = "") -> aioredis.Redis:
     options = _options(settings, url)
     options["socket_timeout"] = None
     return aioredis.Redis.from_url(url, **options)
-
-
-def redacted(url: str) -> str:
-    """`url` without its password, fit for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(slots=True)

@@ -52,6 +52,10 @@ def default_token() -> str:
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...] | None:
     """The metadata that carries `token` on a call (None: no token, no metadata)."""
+    if token and not (token.isascii() and token.isprintable()):
+        raise ValueError(
+            "the token must be printable ASCII (a JWT is): check --token or AGENTPLEX_TOKEN"
+        )
     return (("authorization", f"Bearer {token}"),) if token else None
 
 

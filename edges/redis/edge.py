@@ -16,13 +16,14 @@ from redis.exceptions import RedisError
 
 from agentplex.background import Background
 from agentplex.config import Settings
+from agentplex.config.show import masked_url
 from agentplex.edges.redis.ingress import Ingress, allow_list
 from agentplex.edges.redis.leader import LeaderLock
 from agentplex.edges.redis.mirror import Mirror
 from agentplex.edges.redis.names import Names
 from agentplex.edges.redis.sessions import RedisSessions
 from agentplex.hub import Hub
-from agentplex.redisconn import Backoff, connect, connect_pubsub, redacted
+from agentplex.redisconn import Backoff, connect, connect_pubsub
 
 log = logging.getLogger("agentplex.edges.redis")
 
@@ -37,7 +38,7 @@ class RedisEdge:
         settings = hub.settings
         cfg = settings.redis_edge
         self.hub = hub
-        self.url = redacted(edge_url(settings))
+        self.url = masked_url(edge_url(settings))
         self.names = Names(cfg.prefix)
         url = edge_url(settings)
         # PUBLISH and pub/sub work on any node of a Cluster; the leader lock is a key, so on the

@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from agentplex.cli.argtypes import seconds
 from agentplex.config import ConfigError, Settings, effective, load_settings
 from agentplex.security.tokens import TokenError, issue
 
@@ -47,7 +48,7 @@ def add_parsers(commands: Any) -> None:
         help="agent, publish:<glob>, subscribe:<glob>, task:submit, task:read or admin "
         "(repeat, or separate with commas or spaces)",
     )
-    mint.add_argument("--ttl", type=float, help="lifetime in seconds (default auth.token_ttl)")
+    mint.add_argument("--ttl", type=seconds, help="lifetime in seconds (default auth.token_ttl)")
     mint.set_defaults(run=token_issue)
 
 
@@ -76,9 +77,6 @@ def token_issue(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     scopes = [s for given in args.scope for s in given.replace(",", " ").split()]
-    if args.ttl is not None and not args.ttl > 0:
-        print("agentplex token issue: --ttl must be a positive number of seconds", file=sys.stderr)
-        return 2
     try:
         print(issue(settings.auth, args.sub, scopes, args.ttl))
     except (TokenError, OSError) as err:

@@ -11,9 +11,9 @@ from typing import Any
 from agentplex import audit, logs
 from agentplex.cli.common import stop_on_signals
 from agentplex.config import ConfigError, load_settings
+from agentplex.config.show import masked_url
 from agentplex.errors import HubError
 from agentplex.node import HubNode
-from agentplex.redisconn import redacted
 
 
 def add_parser(commands: Any) -> None:
@@ -98,7 +98,7 @@ async def _serve(settings: Any) -> None:
         flush=True,
     )
     if settings.engine.name == "redis":
-        print(f"  engine {redacted(settings.engine.redis_url)}", flush=True)
+        print(f"  engine {masked_url(settings.engine.redis_url)}", flush=True)
     if node.redis_edge is not None:
         print(f"  redis {node.redis_edge.url} prefix {node.redis_edge.names.prefix}", flush=True)
     await stop.wait()

@@ -10,7 +10,15 @@ from typing import Any
 from agentplex.core.limits import Limits
 
 ENVIRONMENTS = ("development", "staging", "production")
-AGENT_KINDS = ("claude_code", "cursor", "github_copilot", "gemini_cli", "codex", "opencode")
+AGENT_KINDS = (
+    "claude_code",
+    "cursor",
+    "github_copilot",
+    "gemini_cli",
+    "codex",
+    "opencode",
+    "custom",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,7 @@ _CLI_NAMES = {
     "gemini_cli": "gemini",
     "codex": "codex",
     "opencode": "opencode",
+    "custom": "",  # `agentplex agent --kind custom --exec TEMPLATE` names its command
 }
 
 

@@ -8,7 +8,13 @@ any other attempt (or from another agent) is stale and refused.
 from __future__ import annotations
 
 from agentplex.core.limits import Limits
-from agentplex.core.validation import check_enum, check_id, check_map, check_text
+from agentplex.core.validation import (
+    check_enum,
+    check_id,
+    check_map,
+    check_text,
+    check_timestamp,
+)
 from agentplex.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from agentplex.v1 import agent_pb2, task_pb2
 
@@ -80,6 +86,8 @@ def check_submission(task: task_pb2.Task, limits: Limits, max_attempts: int) -> 
     check_id(task.idempotency_key, "task.idempotency_key", limits)
     check_id(task.target_agent_id, "task.target_agent_id", limits)
     check_id(task.parent_task_id, "task.parent_task_id", limits)
+    if task.HasField("deadline"):
+        check_timestamp(task.deadline, "task.deadline")
     if len(task.required_capabilities) > limits.max_capabilities:
         raise InvalidArgument(
             f"task.required_capabilities has {len(task.required_capabilities)} entries, over "

@@ -6,8 +6,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from websockets.asyncio.client import connect
 
 from agentplex.client import Client
+from agentplex.node import HubNode
+from tests.support.hubs import fast_settings
 
 
 async def test_health_reports_serving_for_hub_and_each_service(client: Client) -> None:
@@ -41,3 +44,14 @@ async def test_reflection_lists_every_service_and_describes_them(client: Client)
     } <= names
     described = await ask(file_containing_symbol="agentplex.v1.SessionService")
     assert described.file_descriptor_response.file_descriptor_proto
+
+
+async def test_the_websocket_port_binds_server_ws_host() -> None:
+    """server.ws_host (the seed's WEBSOCKET_HOST) places the WebSocket port apart from gRPC."""
+    settings = fast_settings(server={"host": "127.0.0.1", "ws_host": "127.0.0.2"})
+    async with HubNode(settings) as node:
+        assert node.ws_url.startswith("ws://127.0.0.2:")
+        assert node.grpc_address.startswith("127.0.0.1:")
+        async with connect(f"{node.ws_url}/v1/connect") as ws:
+            await ws.send('{"ref": "h", "hello": {}}')
+            assert "welcome" in await ws.recv()

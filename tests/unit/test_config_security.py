@@ -29,6 +29,7 @@ _DEFAULT_CLIS = {
     "gemini_cli": "gemini",
     "codex": "codex",
     "opencode": "opencode",
+    "custom": "",  # --kind custom takes its command from --exec
 }
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import example, given, strategies as st
 
@@ -149,11 +148,6 @@ def test_tasks_pass_or_name_the_field(
         assert to_json(task)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_submission (service/core/tasks.py) does not check task.deadline: a task "
-    "a JSON agent cannot be sent is accepted; v.check_timestamp would refuse it",
-)
 def test_a_deadline_json_cannot_write_is_refused() -> None:
     task = task_pb2.Task(deadline=Timestamp(seconds=2**62))
     assert verdict(lambda: check_submission(task, Limits(), 5), "task.deadline") is not None

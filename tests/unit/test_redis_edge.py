@@ -8,12 +8,13 @@ import json
 import pytest
 from google.protobuf import json_format
 
+from agentplex.config.show import masked_url as redacted
 from agentplex.core.globmatch import glob_match
 from agentplex.edges.frames import Refused, parse_json_frame, to_json
 from agentplex.edges.redis.codec import decode_publish
 from agentplex.edges.redis.ingress import allow_list
 from agentplex.edges.redis.names import Names
-from agentplex.redisconn import Backoff, redacted
+from agentplex.redisconn import Backoff
 from agentplex.v1 import envelope_pb2, session_service_pb2 as ss
 
 

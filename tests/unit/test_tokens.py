@@ -9,6 +9,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from agentplex.client.channel import bearer_metadata
 from agentplex.config import AuthSettings
 from agentplex.core.principal import Principal
 from agentplex.errors import Unauthenticated
@@ -161,3 +162,11 @@ def test_auth_off_is_the_anonymous_principal() -> None:
 )
 def test_bearer_header(header: str, expected: str) -> None:
     assert bearer(header) == expected
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "tökén", "a\tb"])
+def test_the_sdk_refuses_a_token_grpc_cannot_carry(bad: str) -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        bearer_metadata(bad)
+    assert bearer_metadata("") is None
+    assert bearer_metadata("e.y.j") == (("authorization", "Bearer e.y.j"),)

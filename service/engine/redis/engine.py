@@ -21,6 +21,7 @@ from redis.exceptions import ClusterError, ConnectionError, RedisClusterExceptio
 
 from agentplex.background import cancel_and_wait
 from agentplex.config import EngineSettings
+from agentplex.config.show import masked_url
 from agentplex.core.channel_log import (
     Accepted,
     Replay,
@@ -35,7 +36,7 @@ from agentplex.engine.redis import scripts
 from agentplex.engine.redis.fanout import Fanout
 from agentplex.engine.redis.keys import Keys
 from agentplex.errors import Unavailable
-from agentplex.redisconn import connect, connect_pubsub, redacted
+from agentplex.redisconn import connect, connect_pubsub
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 
 log = logging.getLogger("agentplex.engine.redis")
@@ -102,7 +103,7 @@ class RedisEngine(Engine):
         self.redis: Any = connect(settings)
         self.available = True
         self._unreachable = (
-            f"Redis at {redacted(settings.redis_url)} (engine.redis_url) is unreachable; "
+            f"Redis at {masked_url(settings.redis_url)} (engine.redis_url) is unreachable; "
             "nothing was stored, retry later"
         )
         self._ttl_ms = retention.history_ttl_ns // 1_000_000
