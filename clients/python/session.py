@@ -268,9 +268,12 @@ class Session:
                     break
                 except (grpc.RpcError, HubError) as err:
                     failure = err if isinstance(err, HubError) else HubError.from_rpc(err)
-                    if failure.code in FATAL:
+                    # After a hub restart the agent may stay registered on the dead node until
+                    # its lease runs out (engine.node_ttl): keep trying, it frees itself.
+                    if failure.code in FATAL and failure.code != grpc.StatusCode.ALREADY_EXISTS:
                         self._shutdown(failure)
                         return
+                    log.info("reconnect refused (%s); trying again", failure)
 
     async def _read_loop(self) -> None:
         while True:

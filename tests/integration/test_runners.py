@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +25,8 @@ from agentplex.config import KindSettings
 from agentplex.node import HubNode
 from agentplex.runners import CliRunner
 from agentplex.v1 import agent_pb2, task_pb2
-from tests.support.hubs import fast_settings
+from tests.support.hubs import fast_settings, serve_process
+from tests.support.redis_server import RedisServer
 from tests.support.standins import DIR, records
 
 PROGRAMS = {
@@ -509,3 +512,34 @@ def test_agent_command_refuses_custom_without_a_command() -> None:
     assert out.returncode == 2 and "--kind custom needs --exec COMMAND" in out.stderr
     out = agentplex("agent", "--kind", "codex", "--exec", "cat", hub="127.0.0.1:1")
     assert out.returncode == 2 and "--exec is for --kind custom" in out.stderr
+
+
+async def test_a_runner_carries_its_task_through_a_hub_restart(
+    environ: dict[str, str], private_redis: RedisServer
+) -> None:
+    """The hub (Redis engine) is killed while a runner's CLI works and comes back on the same
+    port: the runner reconnects by itself (waiting out the dead node's lease on its agent) and
+    the task completes, exactly once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    args = ("--grpc-port", port, "--engine", "redis", "--redis-url", private_redis.url)
+    env = {"AGENTPLEX_ENGINE__REDIS_PREFIX": f"restart{port}", "AGENTPLEX_ENGINE__NODE_TTL": "2"}
+    runner = CliRunner("codex", settings(), environ=environ)
+    with serve_process(*args, env=env) as (first, address):
+        async with (
+            Client(address) as agent_side,
+            Client(address) as submitter,
+            running(agent_side, runner),
+        ):
+            handle = await submitter.submit("sleep:3 then answer", require=["code"])
+            await until_state(handle, STATE.TASK_STATE_WORKING)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            with serve_process(*args, env=env) as (_, again):
+                assert again == address
+                result = await asyncio.wait_for(handle.result(), 40)  # its watch resumes too
+                assert b"codex answer" in result.data
+                events = [e async for e in submitter.task(handle.task.id).events()]
+    completed = [e for e in events if e.task.state == STATE.TASK_STATE_COMPLETED]
+    assert len(completed) == 1
