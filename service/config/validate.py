@@ -138,13 +138,22 @@ def _security(s: Settings) -> None:
                 )
 
 
+def _repeats(secret: str) -> bool:
+    """A secret made of one short piece over and over ("changeme" * 4, "0123456789" * 4)."""
+    size = len(secret)
+    return any(
+        secret == (secret[:period] * (size // period + 1))[:size]
+        for period in range(1, size // 2 + 1)
+    )
+
+
 def _production(s: Settings) -> None:
     auth = s.auth
     if not auth.enabled:
         raise ConfigError("production refuses auth.enabled = false (or API_KEY_REQUIRED=false)")
     if auth.jwt_algorithm == "HS256":
         secret = auth.jwt_secret
-        if secret.lower() in WEAK_SECRETS or len(set(secret)) < 8:
+        if secret.lower() in WEAK_SECRETS or len(set(secret)) < 8 or _repeats(secret):
             raise ConfigError("production refuses a default or guessable auth.jwt_secret")
         if len(secret) < MIN_SECRET_LENGTH:
             raise ConfigError(

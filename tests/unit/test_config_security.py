@@ -138,6 +138,8 @@ def test_production_accepts_what_it_demands() -> None:
         ("AGENTPLEX_AUTH__JWT_SECRET", "CHANGEME", ["guessable auth.jwt_secret"]),
         ("AGENTPLEX_AUTH__JWT_SECRET", "a" * 40, ["guessable auth.jwt_secret"]),
         ("AGENTPLEX_AUTH__JWT_SECRET", "ab" * 30, ["guessable auth.jwt_secret"]),
+        ("AGENTPLEX_AUTH__JWT_SECRET", "changeme-" * 4, ["guessable auth.jwt_secret"]),
+        ("AGENTPLEX_AUTH__JWT_SECRET", "0123456789" * 4, ["guessable auth.jwt_secret"]),
         ("AGENTPLEX_AUTH__JWT_SECRET", STRONG_SECRET[:31], ["auth.jwt_secret", "32", "31"]),
         ("AGENTPLEX_AUTH__JWT_SECRET", STRONG_SECRET[:12], ["auth.jwt_secret", "(it has 12)"]),
         ("AGENTPLEX_TLS__GRPC_CERT_FILE", "", ["tls.grpc_cert_file"]),
