@@ -7,14 +7,12 @@ import json
 import secrets
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.auth import KeyPair, key_pair
 from tests.support.config_env import STRONG_SECRET, clean_env
 
 REDIS_PASSWORD = "r3dis-Pass-x9Q"
@@ -184,32 +182,12 @@ def test_token_issue_without_a_secret() -> None:
     assert result.stdout == ""
 
 
-@dataclass(frozen=True, slots=True)
-class KeyFiles:
-    private: Path
-    public: Path
-
-
 @pytest.fixture
-def rsa_keys(tmp_path: Path) -> KeyFiles:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = tmp_path / "jwt.key", tmp_path / "jwt.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return KeyFiles(private, public)
+def rsa_keys(tmp_path: Path) -> KeyPair:
+    return key_pair(tmp_path, "RS256")
 
 
-def test_token_issue_rs256(rsa_keys: KeyFiles) -> None:
+def test_token_issue_rs256(rsa_keys: KeyPair) -> None:
     result = agentplex(
         "token",
         "issue",
@@ -220,20 +198,20 @@ def test_token_issue_rs256(rsa_keys: KeyFiles) -> None:
         "--ttl",
         "120",
         AGENTPLEX_AUTH__JWT_ALGORITHM="RS256",
-        AGENTPLEX_AUTH__JWT_PRIVATE_KEY_FILE=str(rsa_keys.private),
-        AGENTPLEX_AUTH__JWT_PUBLIC_KEY_FILE=str(rsa_keys.public),
+        AGENTPLEX_AUTH__JWT_PRIVATE_KEY_FILE=rsa_keys.private_file,
+        AGENTPLEX_AUTH__JWT_PUBLIC_KEY_FILE=rsa_keys.public_file,
     )
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
     claims = jwt.decode(
-        token, rsa_keys.public.read_bytes(), algorithms=["RS256"], audience="agentplex"
+        token, Path(rsa_keys.public_file).read_bytes(), algorithms=["RS256"], audience="agentplex"
     )
     assert (claims["sub"], claims["scope"]) == ("carol", "subscribe:ops.* task:read")
     assert claims["exp"] - claims["iat"] == 120
 
 
-def test_token_issue_rs256_without_a_private_key(rsa_keys: KeyFiles) -> None:
+def test_token_issue_rs256_without_a_private_key(rsa_keys: KeyPair) -> None:
     result = agentplex(
         "token",
         "issue",
@@ -242,7 +220,7 @@ def test_token_issue_rs256_without_a_private_key(rsa_keys: KeyFiles) -> None:
         "--scope",
         "agent",
         AGENTPLEX_AUTH__JWT_ALGORITHM="RS256",
-        AGENTPLEX_AUTH__JWT_PUBLIC_KEY_FILE=str(rsa_keys.public),
+        AGENTPLEX_AUTH__JWT_PUBLIC_KEY_FILE=rsa_keys.public_file,
     )
     one_line_error(result, "auth.jwt_private_key_file")
 

@@ -5,16 +5,14 @@ effective settings shown without their secrets."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.connection import parse_url
 
 from agentplex.config import AGENT_KINDS, ConfigError, KindSettings, effective, load_settings
 from agentplex.config.show import masked_url
+from tests.support.auth import KeyPair, key_pair
 from tests.support.config_env import (  # noqa: F401 (fixtures: clean_environment is autouse)
     STRONG_SECRET,
     clean_environment,
@@ -33,31 +31,10 @@ _DEFAULT_CLIS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class KeyFiles:
-    private: Path
-    public: Path
-
-
 @pytest.fixture(scope="module")
-def rsa_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
+def rsa_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     """An RSA key pair as PEM files, the kind `auth.jwt_public_key_file` names."""
-    folder = tmp_path_factory.mktemp("keys")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = folder / "jwt.key", folder / "jwt.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return KeyFiles(private, public)
+    return key_pair(tmp_path_factory.mktemp("keys"), "RS256")
 
 
 def existing(tmp_path: Path, name: str) -> str:
@@ -190,15 +167,15 @@ def test_seed_jwt_secret_is_checked_like_the_setting(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.usefixtures("production_ready")
 def test_production_rs256_needs_a_public_key(
-    monkeypatch: pytest.MonkeyPatch, rsa_keys: KeyFiles
+    monkeypatch: pytest.MonkeyPatch, rsa_keys: KeyPair
 ) -> None:
     monkeypatch.delenv("AGENTPLEX_AUTH__JWT_SECRET")
     monkeypatch.setenv("AGENTPLEX_AUTH__JWT_ALGORITHM", "RS256")
     refused("auth.jwt_public_key_file", "auth.jwt_jwks_file", "RS256", env="production")
-    monkeypatch.setenv("AGENTPLEX_AUTH__JWT_PUBLIC_KEY_FILE", str(rsa_keys.public))
+    monkeypatch.setenv("AGENTPLEX_AUTH__JWT_PUBLIC_KEY_FILE", rsa_keys.public_file)
     s = load_settings("production")
     assert s.auth.jwt_algorithm == "RS256"
-    assert s.auth.jwt_public_key_file == str(rsa_keys.public)
+    assert s.auth.jwt_public_key_file == rsa_keys.public_file
     assert s.auth.jwt_secret == ""  # RS256 needs no secret
 
 
