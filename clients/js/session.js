@@ -339,6 +339,10 @@ export class Session {
       this.#running.get(taskKey(frame.taskCancel))?.cancel(frame.taskCancel.reason ?? "");
     } else if (frame.taskInput) {
       this.#running.get(taskKey(frame.taskInput))?.give(frame.taskInput.input);
+    } else if (frame.drain) {
+      // The node is leaving and hands the tasks held here to other agents: stop them. It
+      // closes the connection next, and the session reconnects as after any drop.
+      for (const task of this.#running.values()) task.cancel(frame.drain.reason ?? "draining");
     } else if (frame.ping) {
       this.#write({ heartbeat: {} });
     } else if (frame.error?.fatal) {

@@ -4,6 +4,7 @@ the other side (tests/support/js_peer.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hubs import serve_process
+from agentplex.client import Client
+from agentplex.node import HubNode
+from tests.support.hubs import fast_settings, serve_process
 
 JS = Path(__file__).resolve().parents[2] / "clients" / "js"
 
@@ -56,3 +59,36 @@ def test_the_js_client_suite_passes_against_a_live_hub() -> None:
         )
     assert run.returncode == 0, f"node --test failed:\n{run.stdout}\n{run.stderr}"
     assert "skipped 0" in run.stdout, f"a suite did not see the hub:\n{run.stdout}"
+
+
+async def test_the_js_client_stops_its_tasks_when_the_node_drains() -> None:
+    """A hub node that shuts down sends a drain frame: the JS agent's running task is
+    aborted (its signal names the reason) before the connection closes."""
+    script = (
+        f'import {{ connect }} from "{JS / "agentplex.js"}";\n'
+        'const s = await connect(process.argv[1], {card: {id: "js-drain", capabilities: ["d"]}});\n'
+        "s.onTask((task) => new Promise((_, reject) => {\n"
+        '  console.log("started");\n'
+        '  task.signal.addEventListener("abort", () => {\n'
+        '    console.log("aborted: " + task.signal.reason.message); reject(task.signal.reason);\n'
+        "  });\n"
+        "}));\n"
+    )
+    async with HubNode(fast_settings()) as node:
+        agent = await asyncio.create_subprocess_exec(
+            *node_command(), "--input-type=module", "-e", script, f"{node.ws_url}/v1/connect",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert agent.stdout is not None
+        try:
+            async with Client(node.grpc_address) as client:
+                await client.submit("wait", require=["d"])
+                line = await asyncio.wait_for(agent.stdout.readline(), 20)
+                assert line.strip() == b"started"
+            stopping = asyncio.create_task(node.stop())
+            line = await asyncio.wait_for(agent.stdout.readline(), 20)
+            await stopping
+            assert line.startswith(b"aborted: task canceled:"), line
+        finally:
+            agent.kill()
+            await agent.wait()
