@@ -1,12 +1,13 @@
 """The hub's log on standard error: readable text, or one JSON object per line (`logging.format
 = "json"`, production's default) for collectors. Either way the values of secret settings are
 replaced by `***` in whatever is written, exception text included, so a secret that reaches a
-message by accident still never reaches the log."""
+message by accident still never reaches the log; so are clients' bearer tokens."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -15,6 +16,9 @@ from agentplex.config import SECRETS, LoggingSettings, Settings
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
+# Clients' credentials a library may log (websockets logs the handshake at DEBUG): a bearer
+# token in a header, or the `token` query parameter of a WebSocket URL.
+_CREDENTIALS = re.compile(r"((?:[Bb]earer\s+)|(?:[?&]token=))[^\s&'\"]+")
 
 
 class _Redacting(logging.Formatter):
@@ -25,7 +29,7 @@ class _Redacting(logging.Formatter):
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        return text
+        return _CREDENTIALS.sub(lambda m: m.group(1) + MASK, text)
 
 
 class TextFormatter(_Redacting):

@@ -63,3 +63,18 @@ def test_secrets_are_masked_in_messages_and_exceptions() -> None:
 def test_secret_values_are_the_settings_named_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTPLEX_AUTH__JWT_SECRET", SECRET)
     assert secret_values(load_settings("development")) == [SECRET]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "> GET /v1/connect?token=eyJhbGciOi.eyJzdWIi.c2ln HTTP/1.1",
+        "> GET /v1/connect?x=1&token=eyJhbGciOi.eyJzdWIi.c2ln HTTP/1.1",
+        "> Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2ln",
+    ],
+)
+def test_client_tokens_are_masked(message: str) -> None:
+    record = logging.LogRecord("websockets.server", logging.DEBUG, "", 0, message, None, None)
+    for formatter in (TextFormatter(), JsonFormatter()):
+        line = formatter.format(record)
+        assert "eyJhbGciOi" not in line and "***" in line
