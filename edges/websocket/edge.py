@@ -13,11 +13,11 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from agentplex.core.origins import Origins, refusal
 from agentplex.edges.websocket.connection import SUBPROTOCOLS, serve_websocket
 from agentplex.edges.websocket.dashboard import dashboard_routes
 from agentplex.edges.websocket.http import Route, answer, forbidden
 from agentplex.edges.websocket.metrics import metrics
-from agentplex.edges.websocket.origins import Origins, refusal
 from agentplex.hub import Hub
 from agentplex.security.tls import server_context
 

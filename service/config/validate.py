@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agentplex.config.sections import Settings
+from agentplex.core.origins import Origins
 
 WEAK_SECRETS = frozenset(
     {"secret", "changeme", "change-me", "change_me", "your-secret-key", "jwt-secret", "default"}
@@ -98,7 +99,15 @@ def _file(name: str, path: str) -> None:
         raise ConfigError(f"setting {name}: file {path} does not exist")
 
 
+def _origins(s: Settings) -> Origins:
+    try:
+        return Origins.parse(s.server.allowed_origins, tls=s.tls.ws)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _security(s: Settings) -> None:
+    _origins(s)
     auth, tls = s.auth, s.tls
     if auth.jwt_algorithm not in ALGORITHMS:
         raise ConfigError(
@@ -166,8 +175,7 @@ def _production(s: Settings) -> None:
                 f"production refuses TLS off on the {port} port: set tls.{port}_cert_file and "
                 f"tls.{port}_key_file"
             )
-    origins = [o.strip() for o in s.server.allowed_origins.split(",") if o.strip()]
-    if "*" in origins:
+    if _origins(s).any:
         raise ConfigError(
             "production refuses server.allowed_origins = '*': list the origins of the pages "
             "allowed to open sessions (or leave it empty for the hub's own dashboard only)"

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
-from agentplex.config import ConfigError
+from agentplex.config import ConfigError, load_settings
 from agentplex.node import HubNode
 from tests.support.certs import make_certs
 from tests.support.http import get, http_url
@@ -106,9 +106,12 @@ async def test_a_star_accepts_any_origin(hub_with: Starter) -> None:
     assert await opens(node, "null")
 
 
-async def test_an_entry_that_is_no_origin_stops_the_node_naming_the_setting() -> None:
+async def test_an_entry_that_is_no_origin_is_refused_at_load_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGENTPLEX_SERVER__ALLOWED_ORIGINS", "https://ok.example, app.example.com")
     with pytest.raises(ConfigError, match=r"server\.allowed_origins: 'app\.example\.com'"):
-        HubNode(fast_settings(server={"allowed_origins": "app.example.com"}))
+        load_settings("development")
 
 
 async def test_the_dashboard_over_https_connects_with_only_its_own_origin_allowed(

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentplex.config import ConfigError
-from agentplex.edges.websocket.origins import Origins, parse_origin, refusal
+from agentplex.core.origins import Origins, parse_origin, refusal
 
 HOST = "127.0.0.1:8765"
 
@@ -75,7 +74,7 @@ def test_a_star_allows_any_origin(setting: str) -> None:
     "entry", ["app.example.com", "https://app.example.com/", "https://app.example.com/path", "*.x"]
 )
 def test_an_entry_that_is_no_origin_fails_at_parse_naming_the_setting(entry: str) -> None:
-    with pytest.raises(ConfigError, match=r"server\.allowed_origins") as failed:
+    with pytest.raises(ValueError, match=r"server\.allowed_origins") as failed:
         Origins.parse(f"https://ok.example, {entry}", tls=False)
     assert repr(entry) in str(failed.value)
 

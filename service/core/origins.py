@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agentplex.config import ConfigError
-
 SETTING = "server.allowed_origins"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
@@ -46,7 +44,8 @@ class Origins:
 
     @classmethod
     def parse(cls, setting: str, *, tls: bool) -> Origins:
-        """Raises ConfigError naming the setting for an entry that is not an origin."""
+        """Raises ValueError naming the setting for an entry that is not an origin (settings
+        validation turns it into a ConfigError at load)."""
         entries = [entry.strip() for entry in setting.split(",") if entry.strip()]
         listed = set()
         for entry in entries:
@@ -54,7 +53,7 @@ class Origins:
                 continue
             origin = parse_origin(entry)
             if origin is None:
-                raise ConfigError(
+                raise ValueError(
                     f"setting {SETTING}: {entry!r} is not an origin; write scheme://host[:port] "
                     "(no path), or * for any"
                 )
