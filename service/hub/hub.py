@@ -110,6 +110,7 @@ class Hub:
         requeues instead."""
         shutdown = shutdown or Shutdown(self.settings.server.shutdown_timeout, log)
         await shutdown.stage("stopping task dispatch", self.tasks.stop())
+        await shutdown.stage("stopping session timers", self.sessions.stop_timers())
         await shutdown.stage("requeueing this node's tasks", self.nodes.stop())
         await shutdown.stage("ending sessions", self.sessions.stop())
         await shutdown.stage("cancelling background work", self._background.cancel())

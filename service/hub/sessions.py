@@ -44,8 +44,13 @@ class SessionManager:
     def start(self) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
 
-    async def stop(self) -> None:
+    async def stop_timers(self) -> None:
+        """No more heartbeats, redelivery, grace expiry, nor lease renewals (the ticker drives
+        them): a stopping node must not renew the lease it is giving up."""
         await cancel_and_wait(self._ticker)
+
+    async def stop(self) -> None:
+        await self.stop_timers()
         for session in list(self._sessions.values()):
             session.end("hub shutting down", grpc.StatusCode.UNAVAILABLE)
 
