@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -39,6 +40,26 @@ async def health(node: HubNode) -> int:
 async def serving(node: HubNode, expected: bool) -> bool:
     status = health_pb2.HealthCheckResponse
     return await health(node) == (status.SERVING if expected else status.NOT_SERVING)
+
+
+async def _stored(client: Client, channel: str, expected: int) -> dict[int, bytes]:
+    """The channel's history by seq. A read that meets a connection from before the restart
+    is refused (UNAVAILABLE: retry later) and read again, as the message says."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            page = await client.history(channel, since=0, limit=1000)
+            while len(page.envelopes) < expected and page.envelopes:
+                last = page.envelopes[-1].position.seq
+                more = await client.history(channel, since=last, limit=1000)
+                if not more.envelopes:
+                    break
+                page.envelopes.extend(more.envelopes)
+            return {e.position.seq: e.payload for e in page.envelopes}
+        except HubError as err:
+            if err.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -80,15 +101,7 @@ async def test_redis_killed_under_publish_load_loses_nothing_acknowledged(workdi
                 await until(lambda: _at_least(acked, count_at_kill + 100), timeout=20)
                 stop.set()
                 await publisher
-                page = await client.history("load", since=0, limit=1000)
-                while len(page.envelopes) < len(acked) and page.envelopes:
-                    more = await client.history(
-                        "load", since=page.envelopes[-1].position.seq, limit=1000
-                    )
-                    if not more.envelopes:
-                        break
-                    page.envelopes.extend(more.envelopes)
-                stored = {e.position.seq: e.payload for e in page.envelopes}
+                stored = await _stored(client, "load", len(acked))
     assert refused > 0, "publishes while Redis was down must be refused, not accepted"
     missing = {seq: p for seq, p in acked.items() if stored.get(seq) != p}
     assert not missing, f"acknowledged but lost: {sorted(missing)[:10]}"
