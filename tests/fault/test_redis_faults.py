@@ -153,3 +153,19 @@ async def test_redis_restarted_empty_changes_epochs_and_subscribers_learn_it() -
                 page = await client.history("kept", since=before)
                 assert not page.recovered
                 assert [e.payload for e in page.envelopes] == [b"two"]
+
+
+async def test_after_redis_restarts_no_connection_from_before_fails_a_call() -> None:
+    """The pool's connections from before a restart are dropped when Redis is back: once the
+    hub serves again, every call succeeds (none meets a dead connection and is refused)."""
+    with redis_server() as first:
+        async with on(first) as node, Client(node.grpc_address, timeout=3) as client:
+            # Many calls at once: the engine's pool holds several connections.
+            await asyncio.gather(*(client.publish(f"c{i}", "x") for i in range(20)))
+            os.kill(first.pid, signal.SIGKILL)
+            await until(lambda: serving(node, False), timeout=10)
+            with redis_server(port=first.port):
+                await until(lambda: serving(node, True), timeout=15)
+                for i in range(20):
+                    await client.history(f"c{i}")
+                    await client.publish(f"c{i}", "after")

@@ -10,6 +10,7 @@ accepted that could not be kept) and `available` is False; a watcher notices whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -169,7 +170,17 @@ class RedisEngine(Engine):
                 continue
             if not self.available:
                 log.warning("Redis is reachable again")
+                await self._drop_stale_connections()
                 self.available = True
+
+    async def _drop_stale_connections(self) -> None:
+        """Close the pooled connections from before the outage: each would fail its next
+        command (the Redis at their other end is gone), refusing work once more. New ones are
+        made on demand. (A cluster client remakes its node connections by itself.)"""
+        pool = getattr(self.redis, "connection_pool", None)
+        if pool is not None:
+            with contextlib.suppress(*_UNREACHABLE):
+                await pool.disconnect()
 
     # Channels -------------------------------------------------------------------------------
 
