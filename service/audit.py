@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from agentplex.config import AuditSettings
 from agentplex.core.principal import Principal
+from agentplex.logs import utc_time
 
 _log = logging.getLogger("agentplex.audit")
 
@@ -34,8 +34,7 @@ def record(event: str, principal: Principal | None = None, **details: Any) -> No
 class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "audit", None) or {"event": record.getMessage()}
-        time = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        return json.dumps({"time": time.replace("+00:00", "Z"), **fields}, default=str)
+        return json.dumps({"time": utc_time(record.created), **fields}, default=str)
 
 
 def configure(settings: AuditSettings) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from types import FrameType
 from typing import Any
 
 
@@ -20,6 +21,18 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     await asyncio.wait([task])
     if not task.cancelled():
         task.exception()  # retrieved: a failure while stopping is not reported a second time
+
+
+def await_chain(awaitable: Any) -> list[FrameType]:
+    """The frames of a coroutine (or async generator) and of everything it awaits in turn,
+    outermost first: where a stuck task is stuck."""
+    frames = []
+    while awaitable is not None:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    return frames
 
 
 class Background:

@@ -21,6 +21,11 @@ MASK = "***"
 _CREDENTIALS = re.compile(r"((?:[Bb]earer\s+)|(?:[?&]token=))[^\s&'\"]+")
 
 
+def utc_time(created: float) -> str:
+    """A log record's time as ISO 8601 UTC with milliseconds: 2026-11-26T21:50:00.123Z."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 class _Redacting(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = (), fmt: str | None = None) -> None:
         super().__init__(fmt)
@@ -44,9 +49,8 @@ class JsonFormatter(_Redacting):
     """time (ISO 8601, UTC), level, logger, message, and exception when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        time = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         line = {
-            "time": time.replace("+00:00", "Z"),
+            "time": utc_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": self.redact(record.getMessage()),

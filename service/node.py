@@ -6,6 +6,7 @@ import asyncio
 import logging
 from types import TracebackType
 
+from agentplex.background import cancel_and_wait
 from agentplex.config import Settings
 from agentplex.edges.redis import RedisEdge
 from agentplex.edges.websocket import WebSocketEdge
@@ -34,16 +35,20 @@ class HubNode:
         return f"{self.settings.server.host}:{self.grpc_port}"
 
     @property
+    def ws_host(self) -> str:
+        server = self.settings.server
+        return server.ws_host or server.host
+
+    @property
     def ws_url(self) -> str:
         scheme = "wss" if self.settings.tls.ws else "ws"
-        server = self.settings.server
-        return f"{scheme}://{server.ws_host or server.host}:{self.websocket.port}"
+        return f"{scheme}://{self.ws_host}:{self.websocket.port}"
 
     async def start(self) -> None:
         await self.hub.start()
         server = self.settings.server
         self.grpc_port = await self.grpc.start(server.host, server.grpc_port)
-        await self.websocket.start(server.ws_host or server.host, server.ws_port)
+        await self.websocket.start(self.ws_host, server.ws_port)
         if self.redis_edge is not None:
             await self.redis_edge.start()
         self._health = asyncio.get_running_loop().create_task(self._follow_engine())
@@ -64,9 +69,7 @@ class HubNode:
         ends the sessions. A stage that overruns is abandoned with a warning."""
         shutdown = Shutdown(self.settings.server.shutdown_timeout, log)
         closing = asyncio.ensure_future(self.grpc.stop(min(grace, shutdown.timeout)))
-        if self._health is not None:
-            self._health.cancel()
-            await shutdown.stage("following the engine's health", self._health)
+        await shutdown.stage("following the engine's health", cancel_and_wait(self._health))
         await shutdown.stage("draining agents", drain(self.hub))
         await shutdown.stage("closing the WebSocket edge", self.websocket.stop())
         if self.redis_edge is not None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+from agentplex.background import await_chain
 from agentplex.errors import HubError
 
 
@@ -52,13 +53,10 @@ class Shutdown:
 
 def _waiting_in(task: asyncio.Future[Any]) -> str:
     """The chain of awaits a stuck stage hangs in, outermost first: what a hang report needs."""
-    places = []
-    awaited = task.get_coro() if isinstance(task, asyncio.Task) else None
-    while (frame := getattr(awaited, "cr_frame", None)) is not None:
-        places.append(
-            f"{frame.f_code.co_name} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})"
-        )
-        awaited = getattr(awaited, "cr_await", None)
+    frames = await_chain(task.get_coro()) if isinstance(task, asyncio.Task) else []
+    places = [
+        f"{f.f_code.co_name} ({Path(f.f_code.co_filename).name}:{f.f_lineno})" for f in frames
+    ]
     return " > ".join(places) or "an awaitable that is no coroutine"
 
 

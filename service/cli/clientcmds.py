@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from agentplex.cli.argtypes import UINT32, UINT64, integer
-from agentplex.cli.common import add_common, enum_value, json_line, run_client
+from agentplex.cli.common import add_common, enum_name, enum_value, json_line, run_client
 from agentplex.client import Client
 from agentplex.core.globmatch import is_pattern
 from agentplex.v1 import agent_pb2, envelope_pb2
@@ -118,8 +118,8 @@ async def agents(client: Client, args: argparse.Namespace) -> int:
             print(json_line(agent))
             continue
         card = agent.card
-        kind = agent_pb2.AgentKind.Name(card.kind).removeprefix("AGENT_KIND_").lower()
-        status = agent_pb2.AgentStatus.Name(agent.status).removeprefix("AGENT_STATUS_").lower()
+        kind = enum_name(agent_pb2.AgentKind, "AGENT_KIND_", card.kind)
+        status = enum_name(agent_pb2.AgentStatus, "AGENT_STATUS_", agent.status)
         caps = ",".join(card.capabilities) or "-"
         load = f"{agent.active_tasks}/{card.max_concurrent_tasks}"
         version = card.labels.get("cli_version") or "-"

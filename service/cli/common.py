@@ -91,6 +91,11 @@ def json_line(message: Message) -> str:
     return json.dumps(json_format.MessageToDict(message), separators=(",", ":"))
 
 
+def enum_name(enum: Any, prefix: str, value: int) -> str:
+    """`claude_code` for AGENT_KIND_CLAUDE_CODE: the friendly name `enum_value` reads back."""
+    return str(enum.Name(value)).removeprefix(prefix).lower()
+
+
 def enum_value(enum: Any, prefix: str, value: str, option: str) -> Any:
     """A protobuf enum value from a friendly name (`claude_code` for AGENT_KIND_CLAUDE_CODE)."""
     name = prefix + value.upper().replace("-", "_")

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from agentplex.cli.common import add_common, run_client
+from agentplex.cli.common import add_common, enum_name, run_client
 from agentplex.client import Client
 from agentplex.v1 import agent_pb2, registry_service_pb2 as rs, task_pb2
 
@@ -33,13 +33,20 @@ def add_parser(commands: Any) -> None:
     p.set_defaults(run=run_client(status))
 
 
-def _name(enum: Any, value: int) -> str:
-    """`claude_code` for AGENT_KIND_CLAUDE_CODE: the name without the enum's two-word prefix."""
-    return str(enum.Name(value)).split("_", 2)[2].lower()
+# The enums shown, with the prefix their friendly names drop.
+KIND, STATUS, STATE = (
+    (agent_pb2.AgentKind, "AGENT_KIND_"),
+    (agent_pb2.AgentStatus, "AGENT_STATUS_"),
+    (task_pb2.TaskState, "TASK_STATE_"),
+)
 
 
-def _names(enum: Any) -> list[str]:
-    return [_name(enum, value) for value in enum.values() if value]
+def _name(enum: tuple[Any, str], value: int) -> str:
+    return enum_name(*enum, value)
+
+
+def _names(enum: tuple[Any, str]) -> list[str]:
+    return [_name(enum, value) for value in enum[0].values() if value]
 
 
 def _iso(ts: Timestamp) -> str:
@@ -73,9 +80,9 @@ def report(
     sampled: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """What `status` shows, as plain data (the --json object)."""
-    statuses = Counter(_name(agent_pb2.AgentStatus, a.status) for a in agents)
-    kinds = Counter(_name(agent_pb2.AgentKind, a.card.kind) for a in agents)
-    states = Counter({_name(task_pb2.TaskState, c.state): c.count for c in answer.tasks})
+    statuses = Counter(_name(STATUS, a.status) for a in agents)
+    kinds = Counter(_name(KIND, a.card.kind) for a in agents)
+    states = Counter({_name(STATE, c.state): c.count for c in answer.tasks})
     per_node = Counter(a.node for a in agents)
     c = answer.counters
     return {
@@ -88,14 +95,14 @@ def report(
         ],
         "agents": {
             "total": len(agents),
-            "by_status": {s: statuses[s] for s in _names(agent_pb2.AgentStatus)},
-            "by_kind": {k: kinds[k] for k in _names(agent_pb2.AgentKind)},
+            "by_status": {s: statuses[s] for s in _names(STATUS)},
+            "by_kind": {k: kinds[k] for k in _names(KIND)},
             "list": [
                 {
                     "id": a.card.id,
                     "name": a.card.name,
-                    "kind": _name(agent_pb2.AgentKind, a.card.kind),
-                    "status": _name(agent_pb2.AgentStatus, a.status),
+                    "kind": _name(KIND, a.card.kind),
+                    "status": _name(STATUS, a.status),
                     "node": a.node,
                     "active_tasks": a.active_tasks,
                     "max_tasks": a.card.max_concurrent_tasks,
@@ -105,7 +112,7 @@ def report(
         },
         "tasks": {
             "total": sum(states.values()),
-            "by_state": {s: states[s] for s in _names(task_pb2.TaskState)},
+            "by_state": {s: states[s] for s in _names(STATE)},
         },
         "counters": {
             "messages_published": c.messages_published,

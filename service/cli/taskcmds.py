@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from agentplex.cli.argtypes import INT32, UINT32, integer, seconds
-from agentplex.cli.common import add_common, enum_value, json_line, run_client
+from agentplex.cli.common import add_common, enum_name, enum_value, json_line, run_client
 from agentplex.client import Client, TaskHandle
 from agentplex.core.tasks import state_name
 from agentplex.v1 import agent_pb2, task_pb2
@@ -103,7 +103,7 @@ async def follow(handle: TaskHandle, as_json: bool) -> int:
             continue
         if event.type == task_pb2.TASK_EVENT_TYPE_SNAPSHOT:
             continue  # the replayed events tell the same story, step by step
-        kind = task_pb2.TaskEventType.Name(event.type).removeprefix("TASK_EVENT_TYPE_").lower()
+        kind = enum_name(task_pb2.TaskEventType, "TASK_EVENT_TYPE_", event.type)
         detail = event.message or state_name(event.task.state).lower()
         print(f"[{event.number}] {kind}: {detail}", file=sys.stderr, flush=True)
     task = handle.task

@@ -10,7 +10,7 @@ from urllib.parse import quote
 TRUE = ("1", "true", "yes", "on")
 
 # Seed name -> (section, key); a key "kind.field" sits in agents.<kind>.
-_DIRECT = {
+SEED_NAMES = {
     "WEBSOCKET_HOST": ("server", "ws_host"),
     "WEBSOCKET_PORT": ("server", "ws_port"),
     "JWT_SECRET_KEY": ("auth", "jwt_secret"),
@@ -34,7 +34,7 @@ def seed_values(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     def put(section: str, key: str, value: Any) -> None:
         values.setdefault(section, {})[key] = value
 
-    for name, (section, key) in _DIRECT.items():
+    for name, (section, key) in SEED_NAMES.items():
         if name in environ:
             put(section, key, environ[name])
     if environ.get("DEBUG", "").strip().lower() in TRUE:

@@ -160,7 +160,8 @@ class Hub:
         envelopes = list(envelopes)  # one wrapper per element of a repeated field, made once
         limits = self.limits
         check_batch_size(len(envelopes), limits)
-        self.rate.check(principal, "publish", time.monotonic(), len(envelopes))
+        if self.rate.enabled:  # the publish path reads no clock when limits are off
+            self.rate.check(principal, "publish", time.monotonic(), len(envelopes))
         single = len(envelopes) == 1
         channels: set[str] = set()
         for i, env in enumerate(envelopes):

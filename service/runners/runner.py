@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agentplex.client import HubError, SessionClosed, TaskContext
 from agentplex.config import KindSettings
-from agentplex.config.seed import _DIRECT as SEED_NAMES
+from agentplex.config.seed import SEED_NAMES
 from agentplex.runners.kinds import CUSTOM, Event, Invocation, argv, follow_up, spec_of
 from agentplex.runners.process import CliProcess, environment
 from agentplex.runners.workspace import context_files, prompt_for, workspace
@@ -30,7 +30,6 @@ from agentplex.v1 import agent_pb2
 KILL_GRACE = 5.0
 VERSION_TIMEOUT = 10.0
 MAX_PROGRESS = 4000
-WAITING_INPUT = agent_pb2.AGENT_STATUS_WAITING_INPUT
 
 
 class RunnerError(Exception):

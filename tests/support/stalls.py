@@ -9,8 +9,8 @@ import gc
 import sys
 import threading
 import traceback
-from types import FrameType
-from typing import Any
+
+from agentplex.background import await_chain
 
 _timers: dict[str, threading.Timer] = {}
 
@@ -42,16 +42,6 @@ def _dump(loop: asyncio.AbstractEventLoop, nodeid: str) -> None:
     print(f"\n===== asyncio tasks of {nodeid}, still waiting =====", file=out)
     for task in asyncio.all_tasks(loop):
         print(f"--- {task!r}", file=out)
-        traceback.print_list(traceback.StackSummary.extract(_frames(task.get_coro())), file=out)
+        frames = [(frame, frame.f_lineno) for frame in await_chain(task.get_coro())]
+        traceback.print_list(traceback.StackSummary.extract(frames), file=out)
     out.flush()
-
-
-def _frames(awaitable: Any) -> list[tuple[FrameType, int]]:
-    """The frames of a coroutine and of everything it awaits in turn, outermost first."""
-    frames = []
-    while awaitable is not None:
-        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
-        if frame is not None:
-            frames.append((frame, frame.f_lineno))
-        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
-    return frames
