@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError, Message
 from agentplex.core.channel_log import Accepted
 from agentplex.core.framing import frames
 from agentplex.core.outbox import Item
+from agentplex.edges.envelope_json import envelope_json as encode_envelope
 from agentplex.v1 import session_service_pb2 as ss
 
 DELIVERIES_FIELD = 3  # ConnectResponse.deliveries
@@ -42,7 +43,7 @@ def to_json(message: Message) -> str:
 def envelope_json(entry: Accepted) -> str:
     """An accepted envelope's JSON, made on first use and kept for every later one."""
     if not entry.json:
-        entry.json = to_json(entry.envelope)
+        entry.json = encode_envelope(entry.envelope)
     return entry.json
 
 

@@ -1,9 +1,11 @@
 """Mirror out: every envelope this node accepts is PUBLISHed on `<prefix>msg:<channel>`.
 
-Fan-out calls `deliver` on the event loop, so it only queues; one task drains the queue into
-pipelined PUBLISHes. The queue is bounded (`limits.session_queue`, the batch being sent
-included): while Redis is slow or away, a failed batch waits for the next attempt and what does
-not fit is dropped and counted, as Redis pub/sub itself would lose it.
+Fan-out calls `deliver` on the event loop; while the connection is up, the PUBLISH is written
+there and then (see `publisher.py`), and one task reads the replies. What is written and not yet
+answered is kept: should the connection fail, it is sent again on the next one (a subscriber may
+see a message twice then, never miss one Redis took). While Redis is away envelopes queue, up to
+`limits.session_queue` (the unanswered included); what does not fit is dropped and counted, as
+Redis pub/sub itself would lose it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -18,6 +21,7 @@ from redis.exceptions import RedisError
 from agentplex.core.channel_log import Accepted
 from agentplex.edges.frames import envelope_json
 from agentplex.edges.redis.names import Names
+from agentplex.edges.redis.publisher import Publisher
 from agentplex.hub import Hub
 from agentplex.redisconn import Backoff
 
@@ -29,30 +33,34 @@ ALL = "*"
 class Mirror:
     def __init__(self, hub: Hub, redis: aioredis.Redis, names: Names) -> None:
         self.hub = hub
-        self.redis = redis
+        self.publisher = Publisher(redis)
         self.names = names
         self.limit = hub.limits.session_queue
         self.mirrored = 0
         self.dropped = 0
         self._unreported = 0
-        self._in_flight = 0
-        self._queue: list[Accepted] = []
+        self._queue: list[Accepted] = []  # not written yet
+        self._unanswered: deque[Accepted] = deque()  # written, reply not read yet
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
         await self.hub.listen(self, ALL)
 
     async def stop(self) -> None:
-        """Stop listening and publish what is still queued, if Redis takes it."""
+        """Stop listening and publish what is still queued or unanswered, if Redis takes it."""
         await self.hub.unlisten(self, ALL)
-        batch, self._queue = self._queue, []
         with contextlib.suppress(RedisError, OSError):
-            await self._publish(batch)
+            if not self.publisher.connected:
+                self._requeue()
+                await self.publisher.connect()
+            self._write()
+            await self._read_replies()
+        await self.publisher.close()
 
     def deliver(self, entry: Accepted) -> None:
         if not entry.local:
             return  # the node that accepted it mirrors it
-        if len(self._queue) + self._in_flight >= self.limit:
+        if len(self._queue) + len(self._unanswered) >= self.limit:
             self.dropped += 1
             if not self._unreported:
                 log.warning(
@@ -63,25 +71,48 @@ class Mirror:
             self._unreported += 1
             return
         self._queue.append(entry)
+        self._write()
         self._ready.set()
 
+    def _write(self) -> None:
+        """Write what is queued, if the connection is open; it stays queued otherwise."""
+        batch = self._queue
+        if not batch or not self.publisher.connected:
+            return
+        msg = self.names.msg
+        if self.publisher.write([(msg(e.channel), envelope_json(e)) for e in batch]):
+            self._unanswered.extend(batch)
+            self._queue = []
+
+    async def _read_replies(self) -> None:
+        unanswered = self._unanswered
+        while unanswered:
+            await self.publisher.read_reply()
+            unanswered.popleft()
+            self.mirrored += 1
+
+    def _requeue(self) -> None:
+        """Queue what the failed connection left unanswered, ahead of what came since."""
+        self._queue[:0] = self._unanswered
+        self._unanswered.clear()
+
     async def run(self) -> None:
-        """Publish queued envelopes until cancelled, retrying a failed batch with backoff."""
+        """Keep the connection up and read replies until cancelled; reconnect with backoff."""
         backoff = Backoff()
         while True:
-            while not self._queue:
+            while not self._queue and not self._unanswered:
                 self._ready.clear()
                 await self._ready.wait()
             if self._unreported:
                 log.warning("redis edge: mirror dropped %d envelopes", self._unreported)
                 self._unreported = 0
-            batch, self._queue = self._queue, []
-            self._in_flight = len(batch)
             try:
-                await self._publish(batch)
+                await self.publisher.connect()
+                self._write()
+                await self._read_replies()
             except (RedisError, OSError) as err:
-                self._queue[:0] = batch
-                self._in_flight = 0
+                await self.publisher.close()
+                self._requeue()
                 delay = backoff.delay()
                 log.warning(
                     "redis edge: could not mirror %d envelopes (%s); retrying in %.2gs",
@@ -91,13 +122,4 @@ class Mirror:
                 )
                 await asyncio.sleep(delay)
             else:
-                self._in_flight = 0
-                self.mirrored += len(batch)
                 backoff.reset()
-
-    async def _publish(self, batch: list[Accepted]) -> None:
-        msg = self.names.msg
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry in batch:
-                pipe.publish(msg(entry.channel), envelope_json(entry))
-            await pipe.execute()

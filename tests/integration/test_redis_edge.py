@@ -140,6 +140,45 @@ async def test_mirror_leaves_other_nodes_entries_and_bounds_its_queue(
     assert "mirror queue full at 3 envelopes (limits.session_queue)" in caplog.text
 
 
+async def test_the_mirror_resends_what_a_dropped_connection_left_unanswered(
+    server: RedisServer, redis: aioredis.Redis
+) -> None:
+    """Its PUBLISHes are written from the fan-out call; when Redis drops the connection, what
+    it had not answered goes again on the next one: subscribers may see a message twice, never
+    miss one, and see the rest in order."""
+    hub = Hub(fast_settings())
+    names = Names(unique_prefix())
+    mirror = Mirror(hub, redis, names)
+    running = asyncio.create_task(mirror.run())
+    try:
+        async with redis.pubsub() as pubsub:
+            await pubsub.psubscribe(names.msg("*"))
+
+            def publish(seq: int) -> None:
+                env = envelope_pb2.Envelope(id=f"e{seq}", channel="c", payload=b"x")
+                env.position.seq = seq
+                mirror.deliver(Accepted(env, 0))
+
+            for seq in range(1, 51):
+                publish(seq)
+            await until(lambda: mirror.publisher.connected and mirror.mirrored == 50)
+            await redis.execute_command("CLIENT", "KILL", "TYPE", "normal")  # the mirror's too
+            for seq in range(51, 101):
+                publish(seq)
+            await until(lambda: mirror.mirrored >= 100 and not mirror._unanswered)
+            seen: list[int] = []
+            while len(set(seen)) < 100:
+                seen.append(int(json.loads(await next_message(pubsub))["position"]["seq"]))
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await mirror.publisher.close()
+    assert sorted(set(seen)) == list(range(1, 101))
+    first_seen = sorted(set(seen), key=seen.index)
+    assert first_seen == list(range(1, 101))  # in order, resends aside
+    assert mirror.dropped == 0
+
+
 # Ingress ------------------------------------------------------------------------------------
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from agentplex.client import Client, TaskContext
 from agentplex.config import Settings
@@ -45,16 +48,29 @@ def server(tls: TlsFiles) -> Iterator[RedisServer]:
         yield running
 
 
-def on_redis(url: str, tls_files: dict[str, str]) -> Settings:
+def on_redis(url: str, tls_files: dict[str, str], **more: object) -> Settings:
     engine = {"name": "redis", "redis_url": url, "redis_prefix": f"tls{next(_prefixes)}"}
-    return fast_settings(engine={**engine, **tls_files})
+    return fast_settings(engine={**engine, **tls_files}, **more)
+
+
+def next_message(pubsub: redis.client.PubSub, timeout: float = 5) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)  # None for a subscribe confirmation too
+        if message is not None:
+            data: bytes = message["data"]
+            return data
+    raise TimeoutError("nothing mirrored over TLS")
 
 
 async def test_messages_and_tasks_over_tls_with_a_password(
     server: RedisServer, tls: TlsFiles
 ) -> None:
-    settings = on_redis(server.url, tls.engine_settings())
+    edge = {"enabled": True, "prefix": f"tls{next(_prefixes)}:"}
+    settings = on_redis(server.url, tls.engine_settings(), redis_edge=edge)
     assert server.url.startswith("rediss://:")
+    mirrored = server.client().pubsub(ignore_subscribe_messages=True)
+    mirrored.subscribe(f"{edge['prefix']}msg:chat")  # the edge's mirror, over TLS too
 
     async def work(task: TaskContext) -> str:
         return f"done: {task.input.data.decode()}"
@@ -66,10 +82,14 @@ async def test_messages_and_tasks_over_tls_with_a_password(
         await client.publish("chat", "one")
         await client.publish("chat", "two")
         assert [e.payload for e in await got] == [b"one", b"two"]
+        for expected in ("b25l", "dHdv"):  # "one", "two"
+            message = await asyncio.to_thread(next_message, mirrored)
+            assert json.loads(message)["payload"] == expected
         async with client.session(agent_pb2.AgentCard(id="tls-agent", capabilities=["tls"])) as a:
             a.on_task(work)
             handle = await client.submit("job", require=["tls"])
             assert (await handle.result()).data == b"done: job"
+    mirrored.close()
     with server.client() as direct:  # the state really lives in this Redis
         assert direct.exists(f"{settings.engine.redis_prefix}:{{ch:chat}}:log")
 
