@@ -20,19 +20,59 @@ Working (an agent's session):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import grpc
 
 from agentplex.client.content import as_bytes
 from agentplex.client.errors import HubError
 from agentplex.core.tasks import state_name
-from agentplex.v1 import session_service_pb2 as ss, task_pb2, task_service_pb2 as ts
+from agentplex.v1 import agent_pb2, session_service_pb2 as ss, task_pb2, task_service_pb2 as ts
 
 if TYPE_CHECKING:
     from agentplex.client.client import Client
     from agentplex.client.session import Session
+
+
+class TaskOptions(TypedDict, total=False):
+    """How a task is routed and run (`Client.submit`, `Session.submit`). `deadline` is in
+    seconds from now; `idempotency_key` makes a retried submit return the same task."""
+
+    require: Iterable[str]
+    kinds: Iterable[agent_pb2.AgentKind.ValueType]
+    agent: str
+    priority: int
+    deadline: float | None
+    max_attempts: int
+    idempotency_key: str
+    context: task_pb2.ContextPackage | None
+    content_type: str
+    labels: Mapping[str, str] | None
+
+
+def new_task(
+    input: bytes | str | task_pb2.Payload | None = None, **options: Unpack[TaskOptions]
+) -> task_pb2.Task:
+    """The task to submit for `input` with `options`."""
+    task = task_pb2.Task(
+        input=payload(input, options.get("content_type", "")),
+        required_capabilities=options.get("require", ()),
+        preferred_kinds=options.get("kinds", ()),
+        target_agent_id=options.get("agent", ""),
+        priority=options.get("priority", 0),
+        max_attempts=options.get("max_attempts", 0),
+        idempotency_key=options.get("idempotency_key", ""),
+        labels=dict(options.get("labels") or {}),
+    )
+    context = options.get("context")
+    if context is not None:
+        task.context.CopyFrom(context)
+    deadline = options.get("deadline")
+    if deadline is not None:
+        task.deadline.FromNanoseconds(time.time_ns() + int(deadline * 1e9))
+    return task
 
 
 def payload(

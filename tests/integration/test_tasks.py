@@ -335,6 +335,28 @@ async def test_idempotent_submit(client: Client, agents: Callable[..., Awaitable
     assert len(await client.list_tasks()) == 1
 
 
+async def test_submit_over_a_session(
+    client: Client, agents: Callable[..., Awaitable[Session]]
+) -> None:
+    """A session submits with a frame; the handle works as a unary submit's does; a key made up
+    per submit keeps a frame sent again from making a second task; a refusal names the field
+    and leaves the session working."""
+    await agents("worker", ("text",))
+    async with client.session() as submitter:
+        handle = await submitter.submit("hello", require=["text"], labels={"from": "session"})
+        assert (await handle.result()).data == f"{handle.id} done by worker".encode()
+        assert handle.task.labels["from"] == "session" and handle.task.idempotency_key
+        again = await submitter.submit("x", require=["nobody"], idempotency_key="job-9")
+        same = await submitter.submit("y", require=["nobody"], idempotency_key="job-9")
+        assert same.id == again.id and same.task.input.data == b"x"
+        with pytest.raises(HubError) as refused:
+            await submitter.submit("z", require=["has space"])
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "required_capabilities[0]" in str(refused.value)
+        assert (await submitter.submit("still", require=["text"])).id
+    assert len(await client.list_tasks()) == 3
+
+
 async def test_deadline_expiry(client: Client) -> None:
     handle = await client.submit("x", require=["nobody-has-this"], deadline=0.3)
     final = await handle.wait()
