@@ -14,12 +14,11 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from agentplex.core.channel_log import Accepted
-from agentplex.core.framing import frames
+from agentplex.core.framing import CONNECT_DELIVERIES, frames
 from agentplex.core.outbox import Item
 from agentplex.edges.envelope_json import envelope_json as encode_envelope
 from agentplex.v1 import session_service_pb2 as ss
 
-DELIVERIES_FIELD = 3  # ConnectResponse.deliveries
 _NOT_JSON = "frame: not an agentplex.v1.ConnectRequest in JSON"
 
 
@@ -57,13 +56,13 @@ def _pack(parts: list[str]) -> str:
 
 def json_frames(items: list[Item]) -> list[str]:
     """Outbox items as JSON `ConnectResponse` frames, runs of deliveries joined into one."""
-    out = frames(items, DELIVERIES_FIELD, to_json, delivery=_delivery, pack=_pack)
+    out = frames(items, CONNECT_DELIVERIES, to_json, delivery=_delivery, pack=_pack)
     return [f if isinstance(f, str) else to_json(ss.ConnectResponse.FromString(f)) for f in out]
 
 
 def proto_frames(items: list[Item]) -> list[bytes]:
     """Outbox items as encoded `ConnectResponse` frames."""
-    out = frames(items, DELIVERIES_FIELD)
+    out = frames(items, CONNECT_DELIVERIES)
     return [f if isinstance(f, bytes) else f.SerializeToString() for f in out]
 
 

@@ -37,6 +37,7 @@ from agentplex.client.tasks import (
     new_task,
     payload,
 )
+from agentplex.core.framing import MAX_FRAME_BYTES, runs
 from agentplex.core.globmatch import glob_match, is_pattern
 from agentplex.v1 import (
     agent_pb2,
@@ -135,6 +136,8 @@ class Session:
         self._inflight: dict[str, ss.ConnectRequest] = {}
         self._subs: list[SessionSubscription] = []
         self._write_lock = asyncio.Lock()
+        self._outgoing: list[ss.ConnectRequest] = []  # waiting for the write in flight
+        self._early: list[ss.ConnectResponse] = []  # came with the welcome, not acted on yet
         self._runner: asyncio.Task[None] | None = None
         self._heartbeats: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -207,7 +210,7 @@ class Session:
 
     async def _open(self, *, resume: bool) -> None:
         """Open a stream and say hello; on a fresh (not resumed) session, subscribe again."""
-        hello = ss.Hello(positions=self.positions.as_list())
+        hello = ss.Hello(positions=self.positions.as_list(), batches=True)
         if self.card is not None:
             hello.card.CopyFrom(self.card)
             if self.agent_id:
@@ -222,6 +225,9 @@ class Session:
             raise HubError.from_rpc(err) from None
         if first is EOF:
             raise HubError(grpc.StatusCode.UNAVAILABLE, "the hub closed the session stream")
+        rest: list[ss.ConnectResponse] = []
+        if first.WhichOneof("frame") == "batch":  # the welcome and what the hub had ready next
+            first, *rest = first.batch.frames
         if first.HasField("error"):
             raise HubError(status_from_number(first.error.code), first.error.message)
         self.welcome = first.welcome
@@ -234,6 +240,7 @@ class Session:
         if self.agent_id and not any(sub.channels == [self._inbox_name()] for sub in self._subs):
             # The hub subscribes an agent to its inbox at once; receive from the first frame.
             self._subs.append(SessionSubscription([self._inbox_name()], True, True, self))
+        self._early = rest  # the read loop acts on them first
         for frame in list(self._inflight.values()):
             await self._write(frame)
         if resume and not self.welcome.resumed:
@@ -283,6 +290,9 @@ class Session:
                     log.info("reconnect refused (%s); trying again", failure)
 
     async def _read_loop(self) -> None:
+        early, self._early = self._early, []
+        for frame in early:
+            await self._on_frame(frame)
         while True:
             try:
                 frame = await self._call.read()
@@ -294,36 +304,44 @@ class Session:
                 raise HubError(grpc.StatusCode.UNAVAILABLE, "session stream cancelled") from None
             if frame is EOF:
                 return
-            kind = frame.WhichOneof("frame")
-            if kind == "deliveries":
-                await self._dispatch(frame.deliveries)
-            elif kind == "task_assignment":
-                self._start_task(frame.task_assignment)
-            elif kind == "task_cancel":
-                running = self._running.get((frame.task_cancel.task_id, frame.task_cancel.attempt))
-                if running is not None:
-                    running[0].cancel()
-            elif kind == "task_input":
-                running = self._running.get((frame.task_input.task_id, frame.task_input.attempt))
-                if running is not None:
-                    running[1]._give_input(frame.task_input.input)
-            elif kind == "drain":
-                # The node is leaving and gives the tasks held here to other agents: stop them.
-                # It ends the stream next, after letting the agent go, and the session then
-                # reconnects as after any drop (reconnecting sooner, another node would still
-                # find the agent registered on this one).
-                log.info("hub node %s is draining: %s", frame.drain.node, frame.drain.reason)
-                for task, _ in list(self._running.values()):
-                    task.cancel()
-            elif kind == "ping":
-                await self._try_write(ss.ConnectRequest(heartbeat=ss.Heartbeat()))
-            elif kind == "error" and frame.error.fatal and frame.ref not in self._waiting:
-                raise HubError(status_from_number(frame.error.code), frame.error.message)
-            future = self._waiting.pop(frame.ref, None) if frame.ref else None
-            if future is not None:
-                self._inflight.pop(frame.ref, None)
-                if not future.done():
-                    future.set_result(frame)
+            if frame.WhichOneof("frame") == "batch":
+                for inner in frame.batch.frames:
+                    await self._on_frame(inner)
+            else:
+                await self._on_frame(frame)
+
+    async def _on_frame(self, frame: ss.ConnectResponse) -> None:
+        """Act on one frame from the hub (a batch's frames come here one by one)."""
+        kind = frame.WhichOneof("frame")
+        if kind == "deliveries":
+            await self._dispatch(frame.deliveries)
+        elif kind == "task_assignment":
+            self._start_task(frame.task_assignment)
+        elif kind == "task_cancel":
+            running = self._running.get((frame.task_cancel.task_id, frame.task_cancel.attempt))
+            if running is not None:
+                running[0].cancel()
+        elif kind == "task_input":
+            running = self._running.get((frame.task_input.task_id, frame.task_input.attempt))
+            if running is not None:
+                running[1]._give_input(frame.task_input.input)
+        elif kind == "drain":
+            # The node is leaving and gives the tasks held here to other agents: stop them.
+            # It ends the stream next, after letting the agent go, and the session then
+            # reconnects as after any drop (reconnecting sooner, another node would still
+            # find the agent registered on this one).
+            log.info("hub node %s is draining: %s", frame.drain.node, frame.drain.reason)
+            for task, _ in list(self._running.values()):
+                task.cancel()
+        elif kind == "ping":
+            await self._try_write(ss.ConnectRequest(heartbeat=ss.Heartbeat()))
+        elif kind == "error" and frame.error.fatal and frame.ref not in self._waiting:
+            raise HubError(status_from_number(frame.error.code), frame.error.message)
+        future = self._waiting.pop(frame.ref, None) if frame.ref else None
+        if future is not None:
+            self._inflight.pop(frame.ref, None)
+            if not future.done():
+                future.set_result(frame)
 
     async def _dispatch(self, deliveries: envelope_pb2.Deliveries) -> None:
         acks: list[envelope_pb2.ChannelPosition] = []
@@ -353,8 +371,19 @@ class Session:
     # Frames -------------------------------------------------------------------------------
 
     async def _write(self, frame: ss.ConnectRequest) -> None:
+        """Frames queued while a write is in flight go out together, as batch frames when the
+        hub takes them (its welcome gives a `batch_limit`): a gRPC message costs both ends far
+        more than its bytes. A failed write loses what it carried: tracked frames are sent
+        again after the reconnect, the others are safe to lose (see `_try_write`)."""
+        self._outgoing.append(frame)
         async with self._write_lock:
-            await self._call.write(frame)
+            if not self._outgoing:
+                return  # a write ahead of this one carried the frame
+            out, self._outgoing = self._outgoing, []
+            limit = self.welcome.batch_limit or 1
+            for run in runs(out, ss.ConnectRequest.ByteSize, MAX_FRAME_BYTES, limit):
+                batch = ss.ConnectRequestBatch(frames=run) if len(run) > 1 else None
+                await self._call.write(run[0] if batch is None else ss.ConnectRequest(batch=batch))
 
     async def _try_write(self, frame: ss.ConnectRequest) -> None:
         """Best effort: on a dead stream the frame is dropped. Acks and heartbeats are safe to

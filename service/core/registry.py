@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from agentplex.core.clock import set_time
 from agentplex.errors import InvalidArgument
 from agentplex.v1 import agent_pb2, registry_service_pb2
 
@@ -57,7 +58,7 @@ def new_agent(
         agent.card.name = agent.card.id
     if not agent.card.max_concurrent_tasks:
         agent.card.max_concurrent_tasks = default_max_tasks
-    agent.registered_at.FromNanoseconds(now_ns)
+    set_time(agent.registered_at, now_ns)
     agent.last_seen.CopyFrom(agent.registered_at)
     agent.idle_since.CopyFrom(agent.registered_at)
     return agent

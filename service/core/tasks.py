@@ -116,10 +116,12 @@ def check_submission(task: task_pb2.Task, limits: Limits, max_attempts: int) -> 
     check_text(task.context.git_ref, "task.context.git_ref", limits)
 
 
-def event_view(task: task_pb2.Task) -> task_pb2.Task:
+def event_view(task: task_pb2.Task, view: task_pb2.Task | None = None) -> task_pb2.Task:
     """The task as change events carry it: without the submitted input and context, and with
-    artifact metadata only, so the events kept per task and on `_sys.tasks` stay small."""
-    view = task_pb2.Task()
+    artifact metadata only, so the events kept per task and on `_sys.tasks` stay small. Made
+    in `view` when given (an event's own `task`, to spare a copy)."""
+    if view is None:
+        view = task_pb2.Task()
     view.CopyFrom(task)
     view.ClearField("input")
     view.ClearField("context")

@@ -112,6 +112,11 @@ def message(number: int, body: bytes) -> bytes:
     return field_header(number, len(body)) + body
 
 
+def map_entry(number: int, key: str, value: str) -> bytes:
+    """One entry of a `map<string, string>` field: maps are repeated key/value messages."""
+    return message(number, _text(b"\x0a", key) + _text(b"\x12", value))
+
+
 def publish_receipt(ref: str, results: list[bytes]) -> bytes:
     """`ConnectResponse{ref, receipt: Receipt{published: results}}`."""
     receipt = repeated(1, results)

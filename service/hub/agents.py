@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agentplex import audit
 from agentplex.core import authz, registry, wire
 from agentplex.core.channel_log import Accepted
+from agentplex.core.clock import set_time
 from agentplex.core.principal import Principal
 from agentplex.core.validation import check_card, check_enum, check_id
 from agentplex.errors import AlreadyExists, NotFound, ResourceExhausted
@@ -140,7 +141,7 @@ class Agents:
             self._unary[agent_id] = now
             if agent.status == registry.OFFLINE and not status:
                 status = registry.ONLINE
-        agent.last_seen.FromNanoseconds(now)
+        set_time(agent.last_seen, now)
         await self.set_status(agent, status, "heartbeat")
         return agent
 

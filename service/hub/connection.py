@@ -50,6 +50,7 @@ class Connection:
         self.transport = transport
         self.outbox = Outbox(hub.limits.session_queue)
         self.session: Session | None = None
+        self.batches = False  # the client's hello says it reads batch frames
 
     async def serve(self, requests: AsyncIterator[ss.ConnectRequest]) -> None:
         """Hand client frames to the session until the client stops or the session ends."""
@@ -63,6 +64,7 @@ class Connection:
                     f"no hello within {timeout:g}s (session.heartbeat_timeout)"
                 ) from None
             ref = first.ref
+            self.batches = first.hello.batches
             if self.principal is None:
                 self.principal = self.hub.auth.authenticate(
                     self.token or first.hello.token, TRANSPORT_NAMES[self.transport], self.peer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -258,12 +259,32 @@ class Session:
             elif kind == "submit_task":
                 task, _ = await self.hub.tasks.submit(self.principal, frame.submit_task.task)
                 self.send(Frame(ref=frame.ref, receipt=ss.Receipt(task=task)))
+            elif kind == "batch":
+                await self._batch(frame.batch.frames)
             elif kind == "hello":
                 raise InvalidArgument("hello: the session has already started")
             else:
                 raise InvalidArgument("frame: empty or unknown frame type")
         except HubError as err:
             self.send(error_frame(err, frame.ref))
+
+    async def _batch(self, frames: Sequence[ss.ConnectRequest]) -> None:
+        """Each frame of a batch as if it came alone; the batch as a whole is refused only when
+        it is over `limits.max_batch` frames."""
+        limit = self.hub.limits.max_batch
+        if len(frames) > limit:
+            raise ResourceExhausted(
+                f"batch.frames holds {len(frames)} frames, over the limit of {limit} "
+                "(limits.max_batch)"
+            )
+        for i, inner in enumerate(frames):
+            if inner.WhichOneof("frame") == "batch":
+                nested = InvalidArgument(f"batch.frames[{i}]: a batch holds no batch")
+                self.send(error_frame(nested, inner.ref))
+                continue
+            await self.handle(inner)
+            if self.closed:
+                return
 
     def _receipt(self, ref: str) -> None:
         if ref:

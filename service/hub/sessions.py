@@ -123,6 +123,7 @@ class SessionManager:
             ack_timeout_ms=int(cfg.ack_timeout * 1000),
             lease_ms=int(self.hub.settings.tasks.ack_deadline * 1000),
             node=self.hub.node,
+            batch_limit=self.hub.limits.max_batch,
         )
 
     async def _resume(self, session: Session, frame: ss.ConnectRequest, outbox: Outbox) -> None:

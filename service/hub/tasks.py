@@ -16,8 +16,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agentplex import audit
 from agentplex.background import cancel_and_wait
-from agentplex.core import authz, tasks as machine
+from agentplex.core import authz, tasks as machine, wire
 from agentplex.core.channel_log import Accepted
+from agentplex.core.clock import set_time
 from agentplex.core.histogram import Histogram
 from agentplex.core.principal import Principal
 from agentplex.core.routing import Needs, RoutingTable, slot_of
@@ -47,11 +48,15 @@ DISPATCH_PAGE = 64
 DLQ_TASKS = "_dlq.tasks"
 PROTOBUF = "application/x-protobuf"
 EVENT = task_pb2.TaskEventType
+# What every `_sys.tasks` envelope holds besides its task and state headers and its payload.
+_EVENT_ENVELOPE = envelope_pb2.Envelope(
+    channel=SYS_TASKS, content_type=PROTOBUF, headers={"type": "agentplex.v1.TaskEvent"}
+).SerializeToString()
 
 
 def _now_ts(now_ns: int) -> Timestamp:
     ts = Timestamp()
-    ts.FromNanoseconds(now_ns)
+    set_time(ts, now_ns)
     return ts
 
 
@@ -233,8 +238,8 @@ class TaskManager:
         task.attempt = 0
         task.submitter = principal.id
         task.max_attempts = task.max_attempts or self.cfg.default_max_attempts
-        task.created_at.FromNanoseconds(now)
-        task.updated_at.FromNanoseconds(now)
+        set_time(task.created_at, now)
+        set_time(task.updated_at, now)
         await self.engine.put_task(task)
         await self._emit(task, EVENT.TASK_EVENT_TYPE_STATE_CHANGED)
         if task.HasField("deadline"):
@@ -563,7 +568,7 @@ class TaskManager:
         if agent is not None:
             agent.active_tasks = active
             if active == 0:
-                agent.idle_since.FromNanoseconds(now)
+                set_time(agent.idle_since, now)
             await self.engine.put_agent(agent)
 
     async def _retry(
@@ -605,7 +610,7 @@ class TaskManager:
         now = time.time_ns()
         task.state = state  # type: ignore[assignment]
         task.status_message = message
-        task.completed_at.FromNanoseconds(now)
+        set_time(task.completed_at, now)
         self._rejected.pop(task.id, None)
         self._finished.append((now, task.id))
         await self._save(task, now)
@@ -623,22 +628,21 @@ class TaskManager:
         """Store the task; its accept deadline lives exactly as long as it is ASSIGNED."""
         if task.state != machine.ASSIGNED:
             self._leases.pop(task.id, None)
-        task.updated_at.FromNanoseconds(now or time.time_ns())
+        set_time(task.updated_at, now or time.time_ns())
         await self.engine.put_task(task)
 
     async def _emit(self, task: task_pb2.Task, kind: int, **fields: Any) -> None:
-        event = task_pb2.TaskEvent(type=kind, task=machine.event_view(task), **fields)  # type: ignore[arg-type]
-        event.time.FromNanoseconds(time.time_ns())
+        """Keep the event for the task's watchers and publish it on `_sys.tasks`. Four or more
+        go out per task, so the envelope is assembled from encoded parts around the event."""
+        event = task_pb2.TaskEvent(type=kind, **fields)  # type: ignore[arg-type]
+        machine.event_view(task, event.task)
+        set_time(event.time, time.time_ns())
         await self.engine.append_task_event(event, self.cfg.max_events)
-        env = envelope_pb2.Envelope(
-            channel=SYS_TASKS,
-            content_type=PROTOBUF,
-            headers={
-                "type": "agentplex.v1.TaskEvent",
-                "task": task.id,
-                "state": machine.state_name(task.state),
-            },
-            payload=event.SerializeToString(),
+        env = envelope_pb2.Envelope.FromString(
+            _EVENT_ENVELOPE
+            + wire.map_entry(6, "task", task.id)
+            + wire.map_entry(6, "state", machine.state_name(task.state))
+            + wire.message(5, event.SerializeToString())
         )
         await self.hub.publish_system([env])
 

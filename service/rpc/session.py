@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from agentplex.background import cancel_and_wait
+from agentplex.core.framing import CONNECT_BATCH, CONNECT_DELIVERIES
 from agentplex.hub import Hub
 from agentplex.hub.connection import Connection
 from agentplex.rpc.principal import presented
@@ -28,7 +29,14 @@ class SessionServicer:
         )
         reader = asyncio.create_task(self._read(connection, requests))
         try:
-            await write_outbox(connection.outbox, context, deliveries_field=3)
+            await write_outbox(
+                connection.outbox,
+                context,
+                deliveries_field=CONNECT_DELIVERIES,
+                batch_field=CONNECT_BATCH,
+                batches=lambda: connection.batches,
+                batch_limit=self.hub.limits.max_batch,
+            )
         finally:
             await cancel_and_wait(reader)
             connection.detach()

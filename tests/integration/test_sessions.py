@@ -247,6 +247,67 @@ async def test_protocol_errors_get_error_frames_and_the_session_goes_on(client: 
     raw.call.cancel()
 
 
+async def test_batch_frames_each_answered_as_if_sent_alone(client: Client) -> None:
+    """A batch's frames are handled in order, each answered by its own ref; a bad one is
+    refused alone, a batch in a batch too, and a batch over limits.max_batch as a whole."""
+    raw = Raw(client)
+    await raw.send(hello=ss.Hello(card=Card(id="batcher")))
+    welcome = await raw.read_kind("welcome")
+    assert welcome.welcome.batch_limit == 1000  # limits.max_batch
+    good = envelope_pb2.Envelope(channel="batched", payload=b"x")
+    frames = [
+        ss.ConnectRequest(ref="a", publish=ss.Publish(envelopes=[good])),
+        ss.ConnectRequest(ref="b", publish=ss.Publish(envelopes=[envelope_pb2.Envelope()])),
+        ss.ConnectRequest(ref="c", batch=ss.ConnectRequestBatch()),
+        ss.ConnectRequest(ref="d", publish=ss.Publish(envelopes=[good])),
+    ]
+    await raw.send(ref="outer", batch=ss.ConnectRequestBatch(frames=frames))
+    answers: list[ss.ConnectResponse] = []
+    while len(answers) < len(frames):
+        frame = await raw.read()
+        assert frame.WhichOneof("frame") != "batch"  # this client asked for no batches
+        if frame.ref:
+            answers.append(frame)
+    assert [(a.ref, a.WhichOneof("frame")) for a in answers] == [
+        ("a", "receipt"),
+        ("b", "error"),
+        ("c", "error"),
+        ("d", "receipt"),
+    ]
+    assert "envelope.channel" in answers[1].error.message
+    assert "batch.frames[2]: a batch holds no batch" in answers[2].error.message
+    assert [a.receipt.published[0].position.seq for a in (answers[0], answers[3])] == [1, 2]
+    many = [ss.ConnectRequest(heartbeat=ss.Heartbeat())] * 1001
+    await raw.send(ref="big", batch=ss.ConnectRequestBatch(frames=many))
+    error = await raw.read_kind("error")
+    assert error.ref == "big" and error.error.code == ss.ERROR_CODE_RESOURCE_EXHAUSTED
+    assert "1001 frames, over the limit of 1000 (limits.max_batch)" in error.error.message
+    assert not error.error.fatal
+    await raw.send(ref="after", publish=ss.Publish(envelopes=[good]))
+    assert (await raw.read_kind("receipt")).ref == "after"
+    raw.call.cancel()
+
+
+async def test_the_hub_batches_what_is_ready_for_a_client_that_asked(client: Client) -> None:
+    """With `hello.batches`, frames ready together come as one batch frame, in order (here 50
+    receipts, made without waiting on the engine)."""
+    raw = Raw(client)
+    await raw.send(hello=ss.Hello(batches=True))
+    await raw.read_kind("welcome")
+    frames = [ss.ConnectRequest(ref=f"p{i}", heartbeat=ss.Heartbeat()) for i in range(50)]
+    await raw.send(batch=ss.ConnectRequestBatch(frames=frames))
+    refs: list[str] = []
+    batches = 0
+    while len(refs) < 50:
+        frame = await raw.read()
+        inner = frame.batch.frames if frame.WhichOneof("frame") == "batch" else [frame]
+        batches += frame.WhichOneof("frame") == "batch"
+        refs += [f.ref for f in inner]
+    assert refs == [f"p{i}" for i in range(50)]
+    assert batches >= 1  # 50 receipts made at once did not go as 50 messages
+    raw.call.cancel()
+
+
 async def test_first_frame_must_be_hello(client: Client) -> None:
     raw = Raw(client)
     await raw.send(ref="x", heartbeat=ss.Heartbeat())

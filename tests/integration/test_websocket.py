@@ -136,6 +136,11 @@ async def test_raw_json_text_frames_as_a_browser_sends_them(node: HubNode, clien
         assert (
             receipt["ref"] == "p" and receipt["receipt"]["published"][0]["position"]["seq"] == "1"
         )
+        # Several frames in one message, as the session protocol allows: each answered alone.
+        await ws.send(json.dumps({"batch": {"frames": [
+            {"ref": "b1", "publish": {"envelopes": [{"channel": "plain"}]}},
+            {"ref": "b2", "heartbeat": {}}]}}))  # fmt: skip
+        assert "receipt" in await answer(ws, "b1") and "receipt" in await answer(ws, "b2")
     assert (await client.history("plain")).envelopes[0].payload == b"hi"
 
 

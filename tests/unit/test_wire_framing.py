@@ -356,3 +356,35 @@ def test_first_delivery_encoding_is_shared_and_later_attempts_are_not_cached() -
     frame = e.Deliveries.FromString(first + second)
     assert [d.attempt for d in frame.deliveries] == [1, 2]
     assert frame.deliveries[0].envelope == env
+
+
+@given(
+    sizes=st.lists(st.integers(0, 300), max_size=40),
+    max_bytes=st.integers(1, 1000),
+    max_count=st.integers(1, 10),
+)
+def test_runs_keep_order_and_bounds(sizes: list[int], max_bytes: int, max_count: int) -> None:
+    items = [b"x" * n for n in sizes]
+    runs = framing.runs(items, len, max_bytes, max_count)
+    assert [item for run in runs for item in run] == items  # nothing lost, nothing reordered
+    for run in runs:
+        assert 1 <= len(run) <= max_count
+        # Over the byte bound only as a lone item too big for any run.
+        assert len(run) == 1 or sum(len(i) + 8 for i in run) <= max_bytes
+
+
+@given(st.lists(st.sampled_from(["ping", "receipt", "error", "drain"]), min_size=1, max_size=30))
+def test_batch_frames_read_back_as_the_frames_in_order(kinds: list[str]) -> None:
+    frames = [
+        ConnectResponse(ref=f"r{i}", **{kind: {}}).SerializeToString()  # type: ignore[arg-type]
+        for i, kind in enumerate(kinds)
+    ]
+    out = framing.batched(frames, framing.CONNECT_BATCH, max_count=7)
+    read: list[ConnectResponse] = []
+    for data in out:
+        frame = ConnectResponse.FromString(data)
+        read += frame.batch.frames if frame.WhichOneof("frame") == "batch" else [frame]
+    assert [f.SerializeToString() for f in read] == frames
+    assert len(out) == -(-len(frames) // 7)  # as few messages as the limit allows
+    if len(frames) == 1:
+        assert out == frames  # a frame alone is not wrapped

@@ -85,6 +85,7 @@ class ConnectRequest(_message.Message):
     TASK_UPDATE_FIELD_NUMBER: _builtins.int
     GOODBYE_FIELD_NUMBER: _builtins.int
     SUBMIT_TASK_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """Echoed in the receipt or error that answers this frame."""
     @_builtins.property
@@ -105,6 +106,10 @@ class ConnectRequest(_message.Message):
     def goodbye(self) -> Global___Goodbye: ...
     @_builtins.property
     def submit_task(self) -> Global___SubmitTask: ...
+    @_builtins.property
+    def batch(self) -> Global___ConnectRequestBatch:
+        """Several frames as one message, for a hub whose welcome gives a `batch_limit`."""
+
     def __init__(
         self,
         *,
@@ -118,16 +123,41 @@ class ConnectRequest(_message.Message):
         task_update: Global___TaskUpdate | None = ...,
         goodbye: Global___Goodbye | None = ...,
         submit_task: Global___SubmitTask | None = ...,
+        batch: Global___ConnectRequestBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "frame", b"frame", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "publish", b"publish", "submit_task", b"submit_task", "subscribe", b"subscribe", "task_update", b"task_update", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "frame", b"frame", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "publish", b"publish", "submit_task", b"submit_task", "subscribe", b"subscribe", "task_update", b"task_update", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "frame", b"frame", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "publish", b"publish", "ref", b"ref", "submit_task", b"submit_task", "subscribe", b"subscribe", "task_update", b"task_update", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "frame", b"frame", "goodbye", b"goodbye", "heartbeat", b"heartbeat", "hello", b"hello", "publish", b"publish", "ref", b"ref", "submit_task", b"submit_task", "subscribe", b"subscribe", "task_update", b"task_update", "unsubscribe", b"unsubscribe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "heartbeat", "publish", "subscribe", "unsubscribe", "ack", "task_update", "goodbye", "submit_task"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "heartbeat", "publish", "subscribe", "unsubscribe", "ack", "task_update", "goodbye", "submit_task", "batch"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
 Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
+
+@_typing.final
+class ConnectRequestBatch(_message.Message):
+    """Frames handled in order, each as if sent alone (each answered by its own ref). A batch holds
+    no batch.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectRequest]: ...
+    def __init__(
+        self,
+        *,
+        frames: _abc.Iterable[Global___ConnectRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectRequestBatch: _TypeAlias = ConnectRequestBatch  # noqa: Y015
 
 @_typing.final
 class ConnectResponse(_message.Message):
@@ -145,6 +175,7 @@ class ConnectResponse(_message.Message):
     PING_FIELD_NUMBER: _builtins.int
     TASK_INPUT_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """The `ref` of the client frame this answers (receipts and errors)."""
     @_builtins.property
@@ -165,6 +196,10 @@ class ConnectResponse(_message.Message):
     def task_input(self) -> Global___TaskInput: ...
     @_builtins.property
     def drain(self) -> Global___Drain: ...
+    @_builtins.property
+    def batch(self) -> Global___ConnectResponseBatch:
+        """Several frames as one message, for a client whose hello says `batches`."""
+
     def __init__(
         self,
         *,
@@ -178,16 +213,39 @@ class ConnectResponse(_message.Message):
         ping: Global___Ping | None = ...,
         task_input: Global___TaskInput | None = ...,
         drain: Global___Drain | None = ...,
+        batch: Global___ConnectResponseBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "drain", b"drain", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "deliveries", b"deliveries", "drain", b"drain", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "drain", b"drain", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "ref", b"ref", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "deliveries", b"deliveries", "drain", b"drain", "error", b"error", "frame", b"frame", "ping", b"ping", "receipt", b"receipt", "ref", b"ref", "task_assignment", b"task_assignment", "task_cancel", b"task_cancel", "task_input", b"task_input", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "deliveries", "task_assignment", "task_cancel", "receipt", "error", "ping", "task_input", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["welcome", "deliveries", "task_assignment", "task_cancel", "receipt", "error", "ping", "task_input", "drain", "batch"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
 Global___ConnectResponse: _TypeAlias = ConnectResponse  # noqa: Y015
+
+@_typing.final
+class ConnectResponseBatch(_message.Message):
+    """Frames in order, each to be read as if sent alone. A batch holds no batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectResponse]: ...
+    def __init__(
+        self,
+        *,
+        frames: _abc.Iterable[Global___ConnectResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectResponseBatch: _TypeAlias = ConnectResponseBatch  # noqa: Y015
 
 @_typing.final
 class Hello(_message.Message):
@@ -201,10 +259,15 @@ class Hello(_message.Message):
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     POSITIONS_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
+    BATCHES_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
     """Resume a dropped session within its grace period."""
     token: _builtins.str
     """Bearer token, for transports that cannot carry one otherwise."""
+    batches: _builtins.bool
+    """The client reads batch frames: the hub may send what it has ready as one message, which
+    costs both sides far less per frame than a message each.
+    """
     @_builtins.property
     def card(self) -> _agent_pb2.AgentCard: ...
     @_builtins.property
@@ -218,10 +281,11 @@ class Hello(_message.Message):
         resume_token: _builtins.str = ...,
         positions: _abc.Iterable[_envelope_pb2.ChannelPosition] | None = ...,
         token: _builtins.str = ...,
+        batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "positions", b"positions", "resume_token", b"resume_token", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches", "card", b"card", "positions", b"positions", "resume_token", b"resume_token", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -241,6 +305,7 @@ class Welcome(_message.Message):
     LEASE_MS_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
     SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    BATCH_LIMIT_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     agent_id: _builtins.str
     """Empty for a session without an agent."""
@@ -256,6 +321,8 @@ class Welcome(_message.Message):
     lease_ms: _builtins.int
     """Task assignments must be accepted within this long."""
     node: _builtins.str
+    batch_limit: _builtins.int
+    """The most frames a batch frame may hold (`limits.max_batch`); 0: the hub takes none."""
     @_builtins.property
     def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SubscriptionState]:
         """For a resumed session: the subscriptions it still holds."""
@@ -273,10 +340,11 @@ class Welcome(_message.Message):
         lease_ms: _builtins.int = ...,
         node: _builtins.str = ...,
         subscriptions: _abc.Iterable[_envelope_pb2.SubscriptionState] | None = ...,
+        batch_limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_timeout_ms", b"ack_timeout_ms", "agent_id", b"agent_id", "grace_period_ms", b"grace_period_ms", "heartbeat_interval_ms", b"heartbeat_interval_ms", "lease_ms", b"lease_ms", "node", b"node", "resume_token", b"resume_token", "resumed", b"resumed", "session_id", b"session_id", "subscriptions", b"subscriptions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_timeout_ms", b"ack_timeout_ms", "agent_id", b"agent_id", "batch_limit", b"batch_limit", "grace_period_ms", b"grace_period_ms", "heartbeat_interval_ms", b"heartbeat_interval_ms", "lease_ms", b"lease_ms", "node", b"node", "resume_token", b"resume_token", "resumed", b"resumed", "session_id", b"session_id", "subscriptions", b"subscriptions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
