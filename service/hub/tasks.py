@@ -47,11 +47,16 @@ SYS_TASKS = "_sys.tasks"
 DISPATCH_PAGE = 64
 DLQ_TASKS = "_dlq.tasks"
 PROTOBUF = "application/x-protobuf"
-EVENT = task_pb2.TaskEventType
-# What every `_sys.tasks` envelope holds besides its task and state headers and its payload.
+EVENT = task_pb2  # its TASK_EVENT_TYPE_* constants (reading them off the enum wrapper is slow)
+# What every `_sys.tasks` envelope holds besides its task and state headers and its payload,
+# and each state's header (Envelope.headers is field 6), encoded once.
 _EVENT_ENVELOPE = envelope_pb2.Envelope(
     channel=SYS_TASKS, content_type=PROTOBUF, headers={"type": "agentplex.v1.TaskEvent"}
 ).SerializeToString()
+_STATE_HEADERS = {
+    value.number: wire.map_entry(6, "state", machine.state_name(value.number))
+    for value in task_pb2.TaskState.DESCRIPTOR.values
+}
 
 
 def _now_ts(now_ns: int) -> Timestamp:
@@ -641,7 +646,7 @@ class TaskManager:
         env = envelope_pb2.Envelope.FromString(
             _EVENT_ENVELOPE
             + wire.map_entry(6, "task", task.id)
-            + wire.map_entry(6, "state", machine.state_name(task.state))
+            + _STATE_HEADERS[task.state]
             + wire.message(5, event.SerializeToString())
         )
         await self.hub.publish_system([env])
