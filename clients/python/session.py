@@ -218,6 +218,7 @@ class Session:
         if resume and self.welcome.resume_token:
             hello.resume_token = self.welcome.resume_token
         self._call = self.stub.Connect(metadata=self.client.metadata)  # type: ignore[call-arg]
+        self._outgoing.clear()  # left for the old stream; the tracked ones are sent again below
         try:
             await self._call.write(ss.ConnectRequest(ref="hello", hello=hello))
             first = await self._call.read()
@@ -386,8 +387,12 @@ class Session:
                 await self._call.write(run[0] if batch is None else ss.ConnectRequest(batch=batch))
 
     async def _try_write(self, frame: ss.ConnectRequest) -> None:
-        """Best effort: on a dead stream the frame is dropped. Acks and heartbeats are safe to
-        lose (the hub redelivers; the reconnect says hello), tracked frames are sent again."""
+        """Best effort: while the stream is down, or if it dies under the write, the frame is
+        dropped (never written ahead of a new stream's hello). Acks, accepts and heartbeats
+        are safe to lose (the hub redelivers, offers the task again, and the reconnect says
+        hello); tracked frames are sent again."""
+        if not self.connected.is_set():
+            return
         with contextlib.suppress(Exception):
             await self._write(frame)
 
