@@ -42,6 +42,23 @@ def timestamp_text(seconds: int, nanos: int) -> str:
 
 def envelope_json(env: envelope_pb2.Envelope) -> str:
     """Compact canonical JSON of `env`, equal to `json_format`'s."""
+    head, tail = json_parts(env)
+    first = len(head) == 1  # nothing before the position: no comma ahead of what follows
+    if not env.HasField("position"):
+        return head + (tail[1:] if first and len(tail) > 1 else tail)
+    position = env.position
+    pos = []
+    if position.seq:
+        pos.append(f'"seq":"{position.seq}"')
+    if position.epoch:
+        pos.append('"epoch":' + _quote(position.epoch))
+    return head + ("" if first else ",") + '"position":{' + ",".join(pos) + "}" + tail
+
+
+def json_parts(env: envelope_pb2.Envelope) -> tuple[str, str]:
+    """`env`'s JSON before and after its position (field 10 of 11, so it goes between), for
+    whoever sets the position later: the Redis engine's publish script splices in
+    `,"position":{"seq":"N","epoch":"E"}` (an accepted envelope has a channel ahead of it)."""
     out: list[str] = []
     if env.id:
         out.append('"id":' + _quote(env.id))
@@ -63,14 +80,4 @@ def envelope_json(env: envelope_pb2.Envelope) -> str:
     if env.HasField("created_at"):
         created = env.created_at
         out.append('"createdAt":"' + timestamp_text(created.seconds, created.nanos) + '"')
-    if env.HasField("position"):
-        position = env.position
-        pos = []
-        if position.seq:
-            pos.append(f'"seq":"{position.seq}"')
-        if position.epoch:
-            pos.append('"epoch":' + _quote(position.epoch))
-        out.append('"position":{' + ",".join(pos) + "}")
-    if env.sha256:
-        out.append('"sha256":' + _quote(env.sha256))
-    return "{" + ",".join(out) + "}"
+    return "{" + ",".join(out), (',"sha256":' + _quote(env.sha256) + "}" if env.sha256 else "}")

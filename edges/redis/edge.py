@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from agentplex.background import Background
 from agentplex.config import Settings
 from agentplex.config.show import masked_url
+from agentplex.edges.envelope_json import json_parts
 from agentplex.edges.redis.ingress import Ingress, allow_list
 from agentplex.edges.redis.leader import LeaderLock
 from agentplex.edges.redis.mirror import Mirror
@@ -44,7 +45,9 @@ class RedisEdge:
         # PUBLISH and pub/sub work on any node of a Cluster; the leader lock is a key, so on the
         # engine's Cluster it needs a client that follows the key's slot.
         self.redis = connect_pubsub(settings.engine, url)
-        on_cluster = settings.engine.redis_cluster and url == settings.engine.redis_url
+        self._same_redis = url == settings.engine.redis_url
+        self.mirror_in_engine = False
+        on_cluster = settings.engine.redis_cluster and self._same_redis
         self.lock_redis = connect(
             dataclasses.replace(settings.engine, redis_cluster=on_cluster), url
         )
@@ -59,17 +62,26 @@ class RedisEdge:
         self._background = Background(log, "redis edge")
 
     async def start(self) -> None:
-        """Start in the background: an unreachable Redis is retried, never fatal."""
-        await self.mirror.start()
-        for work in (self.mirror.run(), self.leader.run(), self._listen_forever()):
+        """Start in the background: an unreachable Redis is retried, never fatal. On an engine
+        whose channels live in this very Redis, the engine mirrors as it accepts (one step,
+        no trip back through the node); otherwise the mirror here does."""
+        if self._same_redis and self.hub.engine.mirror(self.names.msg(""), json_parts):
+            self.mirror_in_engine = True
+        else:
+            await self.mirror.start()
+            self._background.spawn(self.mirror.run())
+        for work in (self.leader.run(), self._listen_forever()):
             self._background.spawn(work)
         log.info("redis edge on %s, prefix %r", self.url, self.names.prefix)
 
     async def stop(self) -> None:
+        if self.mirror_in_engine:
+            self.hub.engine.mirror("", None)
         await self._background.cancel()
         await self.sessions.close_all("hub shutting down")
         await self.leader.release()
-        await self.mirror.stop()
+        if not self.mirror_in_engine:
+            await self.mirror.stop()
         await self.redis.aclose()
         await self.lock_redis.aclose()
 

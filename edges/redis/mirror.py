@@ -49,12 +49,13 @@ class Mirror:
     async def stop(self) -> None:
         """Stop listening and publish what is still queued or unanswered, if Redis takes it."""
         await self.hub.unlisten(self, ALL)
-        with contextlib.suppress(RedisError, OSError):
-            if not self.publisher.connected:
-                self._requeue()
-                await self.publisher.connect()
-            self._write()
-            await self._read_replies()
+        if self._queue or self._unanswered:
+            with contextlib.suppress(RedisError, OSError):
+                if not self.publisher.connected:
+                    self._requeue()
+                    await self.publisher.connect()
+                self._write()
+                await self._read_replies()
         await self.publisher.close()
 
     def deliver(self, entry: Accepted) -> None:

@@ -14,6 +14,8 @@ from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
 PublicationHandler = Callable[[Sequence[Accepted]], None]
 # Called with each message another node sent to this one (`send_to_node`, `broadcast`).
 NodeMessageHandler = Callable[[bytes], None]
+# An envelope's canonical JSON before and after its position (which the engine assigns).
+JsonParts = Callable[[envelope_pb2.Envelope], tuple[str, str]]
 
 
 class Outcome(NamedTuple):
@@ -44,6 +46,13 @@ class Engine(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    def mirror(self, channel_prefix: str, parts: JsonParts | None) -> bool:
+        """Publish every envelope this node accepts, as its JSON, on the pub/sub channel
+        `channel_prefix + channel`, as part of accepting it (None stops). True when this engine
+        does: one whose channels live in the Redis the edge mirrors into. Then each message
+        reaches Redis subscribers in the same step that stores it, in seq order, once."""
+        return False
 
     # Channels -------------------------------------------------------------------------------
 

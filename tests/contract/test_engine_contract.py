@@ -136,6 +136,27 @@ async def test_history_is_bounded_and_replays_after_a_position(
     assert [e.seq for e in limited.entries] == [5, 6] and limited.top == 8
 
 
+async def test_history_drops_what_is_older_than_its_ttl(
+    make_engine: Callable[[Retention], Engine],
+) -> None:
+    """An entry older than `channels.history_ttl` leaves history (the log's oldest entry is
+    checked on every publish and before every read); a position inside what was dropped is
+    reported unrecovered."""
+    engine = make_engine(Retention(history_size=100, history_ttl_ns=10**9))
+    await engine.start(Recorder(), node="n1")
+    try:
+        now = time.time_ns()
+        old = [env("aged", b"old", f"old{i}") for i in range(3)]
+        await engine.publish(old, now - 5 * 10**9)  # accepted five seconds ago
+        kept = await engine.history("aged", None, None, 100)
+        assert [e.seq for e in kept.entries] == []  # a read trims too
+        await engine.publish([env("aged", b"new", f"new{i}") for i in range(2)], now)
+        replay = await engine.history("aged", 1, kept.epoch, 100)
+        assert [e.seq for e in replay.entries] == [4, 5] and not replay.recovered
+    finally:
+        await engine.close()
+
+
 async def test_history_of_an_unknown_channel_is_empty(started: tuple[Engine, Recorder]) -> None:
     engine, _ = started
     page = await engine.history("never", None, None, 10)

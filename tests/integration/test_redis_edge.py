@@ -19,7 +19,9 @@ import redis.asyncio as aioredis
 from google.protobuf import json_format
 
 from agentplex.client import Client
+from agentplex.config import Settings
 from agentplex.core.channel_log import Accepted
+from agentplex.edges.envelope_json import envelope_json
 from agentplex.edges.redis.leader import LeaderLock
 from agentplex.edges.redis.mirror import Mirror
 from agentplex.edges.redis.names import Names
@@ -94,6 +96,39 @@ async def test_grpc_publishes_are_mirrored_as_canonical_json(
     assert first.position.epoch and first.id and first.sender == "anonymous"
     assert second == named
     assert named.payload == b"\x00binary" and named.position == result.position
+
+
+async def test_on_the_redis_engine_the_engine_mirrors_once_in_order_from_every_node(
+    server: RedisServer, redis: aioredis.Redis, prefix: str
+) -> None:
+    """With its channels in the edge's Redis, the engine's publish script mirrors what it
+    accepts, in the same step: the JSON the script puts together is the canonical JSON of the
+    envelope as stored; two nodes publishing on one channel give one message each, in seq
+    order; a duplicate gives none."""
+    engine = {"name": "redis", "redis_url": server.url, "redis_prefix": prefix.rstrip(":")}
+
+    def settings() -> Settings:
+        edge = {"enabled": True, "url": server.url, "prefix": prefix}
+        return fast_settings(redis_edge=edge, engine={**engine, "node_ttl": 3.0})
+
+    async with (
+        HubNode(settings()) as a,
+        HubNode(settings()) as b,
+        Client(a.grpc_address) as on_a,
+        Client(b.grpc_address) as on_b,
+        redis.pubsub() as pubsub,
+    ):
+        assert edge_of(a).mirror_in_engine and edge_of(b).mirror_in_engine
+        await pubsub.subscribe(f"{prefix}msg:shared")
+        for i in range(10):
+            await (on_a if i % 2 else on_b).publish("shared", f"m{i}", id=f"e{i}")
+        await on_a.publish("shared", "again", id="e3")  # a duplicate: stored and mirrored once
+        mirrored = [(await next_message(pubsub)).decode() for _ in range(10)]
+        with pytest.raises(TimeoutError):
+            await next_message(pubsub, timeout=0.3)
+        stored = (await on_a.history("shared")).envelopes
+    assert mirrored == [envelope_json(env) for env in stored]  # the very same bytes
+    assert [json.loads(m)["position"]["seq"] for m in mirrored] == [str(i) for i in range(1, 11)]
 
 
 async def test_redis_cli_sees_hub_traffic(

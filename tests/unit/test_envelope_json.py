@@ -46,6 +46,8 @@ def envelopes(draw: st.DrawFn) -> envelope_pb2.Envelope:
 @example(envelope_pb2.Envelope())
 @example(envelope_pb2.Envelope(created_at=Timestamp(), position=envelope_pb2.StreamPosition()))
 @example(envelope_pb2.Envelope(channel='é"\\\n\x00\U0001f600', headers={"k\x7f": "ü"}))
+@example(envelope_pb2.Envelope(sha256="s"))
+@example(envelope_pb2.Envelope(sha256="s", position=envelope_pb2.StreamPosition(seq=1)))
 def test_matches_json_format(env: envelope_pb2.Envelope) -> None:
     written = envelope_json(env)
     assert json.loads(written) == json.loads(to_json(env))

@@ -32,7 +32,13 @@ from agentplex.core.channel_log import (
     replay_start,
 )
 from agentplex.core.wire import with_position
-from agentplex.engine.base import Engine, NodeMessageHandler, Outcome, PublicationHandler
+from agentplex.engine.base import (
+    Engine,
+    JsonParts,
+    NodeMessageHandler,
+    Outcome,
+    PublicationHandler,
+)
 from agentplex.engine.redis import scripts
 from agentplex.engine.redis.fanout import Fanout
 from agentplex.engine.redis.keys import Keys
@@ -73,14 +79,17 @@ def _guarded(
     return call
 
 
-def _pack(envelopes: list[envelope_pb2.Envelope]) -> bytes:
-    """The publish script's envelope argument: per envelope the lengths of its id, sha256 and
-    encoding (without a position), a newline, then the three."""
+def _pack(envelopes: list[envelope_pb2.Envelope], json: JsonParts | None) -> bytes:
+    """The publish script's envelope argument: per envelope the lengths of its id, sha256,
+    encoding (without a position) and, when mirroring, of its JSON before and after the
+    position; a newline; then those parts."""
     parts: list[bytes] = []
     for env in envelopes:
         env.ClearField("position")
         key, sha, raw = env.id.encode(), env.sha256.encode(), env.SerializeToString()
-        parts += (b"%d %d %d\n" % (len(key), len(sha), len(raw)), key, sha, raw)
+        head, tail = (b"", b"") if json is None else (p.encode() for p in json(env))
+        lengths = b"%d %d %d %d %d\n" % (len(key), len(sha), len(raw), len(head), len(tail))
+        parts += (lengths, key, sha, raw, head, tail)
     return b"".join(parts)
 
 
@@ -110,6 +119,7 @@ class RedisEngine(Engine):
         self._ttl_ms = retention.history_ttl_ns // 1_000_000
         self._dedup_ms = retention.dedup_window_ns // 1_000_000
         self._node = ""
+        self._mirror: tuple[str, JsonParts] | None = None
         self._fanout: Fanout | None = None
         self._watcher: asyncio.Task[None] | None = None
         register = self.redis.register_script
@@ -182,6 +192,10 @@ class RedisEngine(Engine):
             with contextlib.suppress(*_UNREACHABLE):
                 await pool.disconnect()
 
+    def mirror(self, channel_prefix: str, parts: JsonParts | None) -> bool:
+        self._mirror = None if parts is None else (channel_prefix, parts)
+        return True
+
     # Channels -------------------------------------------------------------------------------
 
     @_guarded
@@ -189,6 +203,7 @@ class RedisEngine(Engine):
         self, envelopes: Sequence[envelope_pb2.Envelope], now_ns: int
     ) -> list[Outcome]:
         now_ms = now_ns // 1_000_000
+        mirror = self._mirror
         groups: dict[str, list[envelope_pb2.Envelope]] = {}
         for env in envelopes:
             groups.setdefault(env.channel, []).append(env)
@@ -203,10 +218,13 @@ class RedisEngine(Engine):
                 new_epoch(),
                 self.keys.fan(channel),
                 self._node,
+                _pack(group, mirror[1] if mirror else None),
+                mirror[0] + channel if mirror else "",
             ]
-            args.append(_pack(group))
             calls.append(self._publish(keys=self.keys.channel(channel), args=args))
-        replies = await asyncio.gather(*calls)
+        # One channel (the usual case) is awaited as it is: gather would make it a task and
+        # send the script a loop iteration later.
+        replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         found: dict[int, Outcome] = {}
         for group, reply in zip(groups.values(), replies, strict=True):
             epoch = reply[0].decode()

@@ -8,32 +8,39 @@ Numbers: Lua 5.1 numbers are doubles, exact up to 2^53, so times travel in milli
 from __future__ import annotations
 
 # Drops history older than the TTL from the head of a channel's log, a bounded amount per call
-# (reads skip nothing: `history` trims before it reads). Expects `log`, `now` and `ttl`.
+# (reads skip nothing: `history` trims before it reads). Expects `log`, `now` and `ttl`. The
+# oldest entry alone is read first: it is usually young enough, and reading 64 entries into Lua
+# on every publish cost Redis more than the rest of the script.
 _TRIM_BY_AGE = """
 local horizon = now - ttl
-for _ = 1, 16 do
-  local head = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
-  if #head == 0 then break end
-  local keep = nil
-  for _, entry in ipairs(head) do
-    if tonumber(entry[2][2]) >= horizon then keep = entry[1]; break end
+local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+if #oldest > 0 and tonumber(oldest[1][2][2]) < horizon then
+  for _ = 1, 16 do
+    local head = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
+    if #head == 0 then break end
+    local keep = nil
+    for _, entry in ipairs(head) do
+      if tonumber(entry[2][2]) >= horizon then keep = entry[1]; break end
+    end
+    if keep then
+      if keep ~= head[1][1] then redis.call('XTRIM', log, 'MINID', keep) end
+      break
+    end
+    redis.call('XTRIM', log, 'MINID', (tonumber(string.match(head[#head][1], '^%d+')) + 1) .. '-0')
   end
-  if keep then
-    if keep ~= head[1][1] then redis.call('XTRIM', log, 'MINID', keep) end
-    break
-  end
-  redis.call('XTRIM', log, 'MINID', (tonumber(string.match(head[#head][1], '^%d+')) + 1) .. '-0')
 end
 """
 
 # KEYS: meta, log, ids, idx (see Keys.channel). ARGV: now_ms, history_size, history_ttl_ms,
 # dedup_window_ms, dedup_size, an epoch for a channel Redis does not know, the fan-out pub/sub
-# channel, this node's id, and the envelopes in one argument (one argument, not three per
+# channel, this node's id, the envelopes in one argument (one argument, not three per
 # envelope, keeps the client's command encoding cheap): per envelope "len(id) len(sha256)
-# len(encoded)\n" then the id, the sha256 and the encoded envelope.
+# len(encoded) len(head) len(tail)\n" then the id, the sha256, the encoded envelope and its
+# JSON before and after the position; and the Redis edge's mirror channel ('' for none).
 # Returns the epoch, then seq, duplicate (0/1) and sha256 per envelope. What it accepted goes
 # out as one pub/sub message (see fanout.decode_publications): "epoch node created_ms\n", then
-# per envelope "seq length\n" and the envelope's bytes.
+# per envelope "seq length\n" and the envelope's bytes; and, with a mirror channel, as one
+# message each there: the JSON with its position.
 PUBLISH = (
     """
 local meta, log, ids, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -56,20 +63,24 @@ if #expired > 0 then
   redis.call('HDEL', ids, unpack(expired))
   redis.call('ZREM', idx, unpack(expired))
 end
-local fan = ARGV[7]
+local fan, mirror = ARGV[7], ARGV[10]
+local mirrored = {}
 local out = {epoch}
 local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. now .. '\\n'}
 local blob, at = ARGV[9], 1
 while at <= #blob do
   local line = string.find(blob, '\\n', at, true)
-  local a, b, c = string.match(string.sub(blob, at, line - 1), '^(%d+) (%d+) (%d+)$')
+  local a, b, c, d, e = string.match(
+    string.sub(blob, at, line - 1), '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
   local id_end = line + tonumber(a)
   local sha_end = id_end + tonumber(b)
   local raw_end = sha_end + tonumber(c)
+  local head_end = raw_end + tonumber(d)
+  local tail_end = head_end + tonumber(e)
   local id = string.sub(blob, line + 1, id_end)
   local sha = string.sub(blob, id_end + 1, sha_end)
   local raw = string.sub(blob, sha_end + 1, raw_end)
-  at = raw_end + 1
+  at = tail_end + 1
   -- The common case, a new id, costs one HSETNX; a known one is a duplicate while its expiry
   -- has not passed.
   local hit = nil
@@ -91,6 +102,10 @@ while at <= #blob do
     redis.call('ZADD', idx, now + window, id)
     fanned[#fanned + 1] = top .. ' ' .. #raw .. '\\n'
     fanned[#fanned + 1] = raw
+    if mirror ~= '' then
+      mirrored[#mirrored + 1] = string.sub(blob, raw_end + 1, head_end) .. ',"position":{"seq":"'
+        .. top .. '","epoch":"' .. epoch .. '"}' .. string.sub(blob, head_end + 1, tail_end)
+    end
     out[#out + 1] = top
     out[#out + 1] = 0
     out[#out + 1] = sha
@@ -98,6 +113,7 @@ while at <= #blob do
 end
 redis.call('HSET', meta, 'epoch', epoch, 'top', top)
 if #fanned > 1 then redis.call('PUBLISH', fan, table.concat(fanned)) end
+for _, json in ipairs(mirrored) do redis.call('PUBLISH', mirror, json) end
 local excess = redis.call('ZCARD', idx) - dedup_size
 if excess > 0 then
   local popped = redis.call('ZPOPMIN', idx, excess)
