@@ -77,12 +77,13 @@ def runs(items: list[T], size: Callable[[T], int], max_bytes: int, max_count: in
     return out
 
 
-def batched(out: list[bytes], batch_field: int, max_count: int) -> list[bytes]:
-    """Encoded frames joined into batch frames (field `batch_field` of the frame message: a
-    message whose field 1 repeats the frames) of up to `max_count` frames and
-    `MAX_FRAME_BYTES`: one message to write where there were many. A frame that ends up alone
-    is left as it is."""
+def batched(out: list[Any], batch_field: int, max_count: int) -> list[bytes]:
+    """Frames (messages or encoded) joined into encoded batch frames (field `batch_field` of
+    the frame message: a message whose field 1 repeats the frames) of up to `max_count` frames
+    and `MAX_FRAME_BYTES`: one message to write where there were many. A frame that ends up
+    alone is left as it is."""
+    encoded = [f if type(f) is bytes else f.SerializeToString() for f in out]
     return [
         run[0] if len(run) == 1 else wire.message(batch_field, wire.repeated(1, run))
-        for run in runs(out, len, MAX_FRAME_BYTES, max_count)
+        for run in runs(encoded, len, MAX_FRAME_BYTES, max_count)
     ]

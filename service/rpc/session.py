@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from agentplex.background import cancel_and_wait
-from agentplex.core.framing import CONNECT_BATCH, CONNECT_DELIVERIES
+from agentplex.core.framing import CONNECT_BATCH, CONNECT_DELIVERIES, batched
 from agentplex.hub import Hub
 from agentplex.hub.connection import Connection
 from agentplex.rpc.principal import presented
@@ -29,13 +29,12 @@ class SessionServicer:
         )
         reader = asyncio.create_task(self._read(connection, requests))
         try:
+            limit = self.hub.limits.max_batch
             await write_outbox(
                 connection.outbox,
                 context,
                 deliveries_field=CONNECT_DELIVERIES,
-                batch_field=CONNECT_BATCH,
-                batches=lambda: connection.batches,
-                batch_limit=self.hub.limits.max_batch,
+                batch=lambda out: batched(out, CONNECT_BATCH, limit) if connection.batches else out,
             )
         finally:
             await cancel_and_wait(reader)

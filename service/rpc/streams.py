@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from agentplex.core.framing import batched, frames
+from agentplex.core.framing import frames
 from agentplex.core.outbox import Outbox
 
 
@@ -17,22 +17,17 @@ async def write_outbox(
     *,
     deliveries_field: int,
     control: Callable[[Any], Any] = lambda frame: frame,
-    batch_field: int = 0,
-    batches: Callable[[], bool] = lambda: False,
-    batch_limit: int = 0,
+    batch: Callable[[list[Any]], list[Any]] = lambda out: out,
 ) -> None:
-    """Write until the outbox closes; a close with a status code ends the call with it. While
-    `batches()` says the client reads them, what is ready goes out as batch frames
-    (`batch_field`): a gRPC message costs far more than its bytes."""
+    """Write until the outbox closes; a close with a status code ends the call with it. What
+    is ready at once goes through `batch` (see `framing.batched`): a gRPC message costs far
+    more than its bytes."""
     while True:
         items = await outbox.take()
         if not items:
             break
         out = frames(items, deliveries_field, control)
-        if len(out) > 1 and batches():
-            encoded = [f if type(f) is bytes else f.SerializeToString() for f in out]
-            out = batched(encoded, batch_field, batch_limit)
-        for frame in out:
+        for frame in batch(out) if len(out) > 1 else out:
             await context.write(frame)
     if outbox.code is not None:
         await context.abort(outbox.code, outbox.reason)
