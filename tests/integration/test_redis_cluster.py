@@ -84,13 +84,15 @@ async def test_an_unreachable_cluster_fails_the_start_naming_the_setting() -> No
 async def test_the_redis_edge_works_on_the_engines_cluster(
     private_redis_cluster: RedisClusterNodes,
 ) -> None:
-    """The edge's leader lock is a key (it follows its slot); mirroring is pub/sub (any node)."""
+    """The edge's leader lock is a key (it follows its slot); mirroring is pub/sub (any node),
+    done by the engine's publish script here (the edge uses the engine's Redis)."""
     engine = {"name": "redis", "redis_url": private_redis_cluster.url, "redis_cluster": True}
     edge = {"enabled": True, "prefix": "clustered:"}
     settings = fast_settings(engine={**engine, "redis_prefix": "edge-on-cluster"}, redis_edge=edge)
     async with HubNode(settings) as node, Client(node.grpc_address) as client:
         assert node.redis_edge is not None
         await until(lambda: _ready(node), timeout=15)
+        assert node.redis_edge.mirror_in_engine
         listener = redis.asyncio.Redis.from_url(private_redis_cluster.masters[1].url)
         async with listener.pubsub() as pubsub:
             await pubsub.psubscribe("clustered:msg:*")
