@@ -37,7 +37,7 @@ from agentplex.client.tasks import (
     new_task,
     payload,
 )
-from agentplex.core.framing import MAX_FRAME_BYTES, runs
+from agentplex.core.framing import runs
 from agentplex.core.globmatch import glob_match, is_pattern
 from agentplex.v1 import (
     agent_pb2,
@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agentplex.client")
 EOF = grpc.aio.EOF  # type: ignore[attr-defined]
+
+# A batch gathers small frames (what it saves is per message, not per byte); a larger frame
+# goes alone, so no batch comes near a hub's message size limit (server.max_message_bytes).
+BATCH_BYTES = 64 * 1024
 
 # Refusals that a reconnect would only repeat.
 FATAL = {
@@ -382,7 +386,7 @@ class Session:
                 return  # a write ahead of this one carried the frame
             out, self._outgoing = self._outgoing, []
             limit = self.welcome.batch_limit or 1
-            for run in runs(out, ss.ConnectRequest.ByteSize, MAX_FRAME_BYTES, limit):
+            for run in runs(out, ss.ConnectRequest.ByteSize, BATCH_BYTES, limit):
                 batch = ss.ConnectRequestBatch(frames=run) if len(run) > 1 else None
                 await self._call.write(run[0] if batch is None else ss.ConnectRequest(batch=batch))
 

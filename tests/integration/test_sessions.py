@@ -17,6 +17,7 @@ from agentplex.v1 import (
     session_service_pb2 as ss,
     session_service_pb2_grpc,
 )
+from tests.support.hubs import fast_settings
 from tests.support.streams import take, until
 
 Card = agent_pb2.AgentCard
@@ -306,6 +307,26 @@ async def test_the_hub_batches_what_is_ready_for_a_client_that_asked(client: Cli
     assert refs == [f"p{i}" for i in range(50)]
     assert batches >= 1  # 50 receipts made at once did not go as 50 messages
     raw.call.cancel()
+
+
+@pytest.mark.parametrize("max_batch", [2, 1000])
+async def test_frames_sent_at_once_are_all_answered_within_the_batch_limit(
+    max_batch: int,
+) -> None:
+    """300 publishes at once over one SDK session go out batched, never over the welcome's
+    batch_limit (a batch over it would be refused whole and leave every publish in it
+    unanswered): each gets its own receipt, each position once."""
+    async with (
+        HubNode(fast_settings(limits={"max_batch": max_batch})) as node,
+        Client(node.grpc_address) as client,
+        client.session() as session,
+    ):
+        assert session.welcome.batch_limit == max_batch
+        sent = [session.publish("at.once", f"m{i}") for i in range(300)]
+        results = await asyncio.wait_for(asyncio.gather(*sent), 20)
+        assert sorted(r.position.seq for r in results) == list(range(1, 301))
+        stored = (await client.history("at.once", limit=300)).envelopes
+        assert sorted(e.payload for e in stored) == sorted(f"m{i}".encode() for i in range(300))
 
 
 async def test_first_frame_must_be_hello(client: Client) -> None:
