@@ -8,12 +8,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from agentplex import audit
 from agentplex.core import authz, registry, wire
 from agentplex.core.channel_log import Accepted
-from agentplex.core.clock import set_time
+from agentplex.core.clock import set_time, timestamp
 from agentplex.core.principal import Principal
 from agentplex.core.validation import check_card, check_enum, check_id
 from agentplex.errors import AlreadyExists, NotFound, ResourceExhausted
@@ -220,12 +218,11 @@ class Agents:
     async def _emit(self, kind: int, agent: agent_pb2.Agent, reason: str) -> None:
         """Announce an AgentEvent on `_sys.agents`. The event and its envelope are encoded
         around the agent's own encoding: building them as messages would copy the agent."""
-        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
         event = b"".join(
             (
                 wire.varint(1 << 3) + wire.varint(kind),  # type
                 wire.message(2, agent.SerializeToString()),
-                wire.message(3, Timestamp(seconds=seconds, nanos=nanos).SerializeToString()),
+                wire.message(3, timestamp(time.time_ns()).SerializeToString()),
                 wire.message(4, reason.encode()),
             )
         )

@@ -13,13 +13,12 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from agentplex import audit
 from agentplex.background import Background
 from agentplex.config import Settings
 from agentplex.core import authz
 from agentplex.core.channel_log import Accepted, intact
+from agentplex.core.clock import timestamp
 from agentplex.core.principal import Principal
 from agentplex.core.ratelimit import RateLimiter
 from agentplex.core.subscriptions import SubscriptionIndex
@@ -182,7 +181,7 @@ class Hub:
         self, envelopes: Sequence[envelope_pb2.Envelope], sender: str
     ) -> list[Outcome]:
         now = time.time_ns()
-        stamp = Timestamp(seconds=now // 1_000_000_000, nanos=now % 1_000_000_000)
+        stamp = timestamp(now)
         prefix, ids = self._id_prefix, self._ids
         sha256 = hashlib.sha256
         for env in envelopes:

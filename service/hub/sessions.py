@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from agentplex.background import cancel_and_wait
+from agentplex.core.clock import set_time
 from agentplex.core.outbox import Outbox
 from agentplex.core.principal import Principal
 from agentplex.errors import InvalidArgument, ResourceExhausted, Unavailable
@@ -216,7 +217,7 @@ class SessionManager:
             if now_ns - max(session.last_frame_ns, session.last_ping_ns) > interval:
                 session.last_ping_ns = now_ns
                 ping = Frame(ping=ss.Ping())
-                ping.ping.time.FromNanoseconds(now_ns)
+                set_time(ping.ping.time, now_ns)
                 session.send(ping)
             session.redeliver_due(now_ns)
 

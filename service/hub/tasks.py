@@ -12,13 +12,11 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from agentplex import audit
 from agentplex.background import cancel_and_wait
 from agentplex.core import authz, tasks as machine, wire
 from agentplex.core.channel_log import Accepted
-from agentplex.core.clock import set_time
+from agentplex.core.clock import set_time, timestamp
 from agentplex.core.histogram import Histogram
 from agentplex.core.principal import Principal
 from agentplex.core.routing import Needs, RoutingTable, slot_of
@@ -57,12 +55,6 @@ _STATE_HEADERS = {
     value.number: wire.map_entry(6, "state", machine.state_name(value.number))
     for value in task_pb2.TaskState.DESCRIPTOR.values
 }
-
-
-def _now_ts(now_ns: int) -> Timestamp:
-    ts = Timestamp()
-    set_time(ts, now_ns)
-    return ts
 
 
 class _Watch:
@@ -535,7 +527,7 @@ class TaskManager:
     def _send_assignment(self, session: Session, task: task_pb2.Task, lease_ns: int) -> None:
         frame = ss.ConnectResponse(
             task_assignment=ss.TaskAssignment(
-                task=task, attempt=task.attempt, ack_deadline=_now_ts(lease_ns)
+                task=task, attempt=task.attempt, ack_deadline=timestamp(lease_ns)
             )
         )
         session.send(frame)
