@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from agentplex.client import Client, envelope
 from agentplex.config import Settings
 from agentplex.node import HubNode
-from agentplex.v1 import agent_pb2, session_service_pb2 as ss, task_pb2
+from agentplex.v1 import agent_pb2, envelope_pb2, session_service_pb2 as ss, task_pb2
 from tests.conftest import ENGINES, engine_settings
 from tests.integration.test_sessions import has_status
 from tests.support.hubs import fast_settings
@@ -31,8 +31,9 @@ JSON, PROTO = "agentplex.v1.json", "agentplex.v1.proto"
 
 @pytest.fixture(params=ENGINES)
 def settings(request: pytest.FixtureRequest) -> Settings:
-    # Sessions here send no heartbeats: a timeout longer than any test.
-    session = {"heartbeat_interval": 1.0, "heartbeat_timeout": 30.0}
+    # Sessions here send no heartbeats: a timeout longer than any test. A short ack timeout, so
+    # redelivery of what an agent left unacknowledged shows within a second.
+    session = {"heartbeat_interval": 1.0, "heartbeat_timeout": 30.0, "ack_timeout": 0.3}
     return engine_settings(
         request, limits={"session_queue": 2000, "max_batch": 100}, session=session
     )
@@ -254,6 +255,36 @@ async def test_an_agent_over_websocket_does_a_task(open_peer: Any, client: Clien
     result = task_pb2.Payload(data=b"rendered")
     await agent.send(task_update=ss.TaskUpdate(task_id=task_id, attempt=attempt, result=result))
     assert (await handle.result()).data == b"rendered"
+
+
+@pytest.mark.parametrize("subprotocol", [JSON, PROTO])
+async def test_an_acked_inbox_message_comes_once_and_an_unacked_one_again(
+    open_peer: Any, client: Client, subprotocol: str
+) -> None:
+    """An agent's inbox wants acks: an acked direct message is not delivered again, one left
+    unacked comes back after each `session.ack_timeout` (0.3 s here), the same envelope at the
+    same position with attempt 2, 3, ..."""
+    agent = await open_peer(subprotocol, id="ws-acker")
+    acked = await client.publish("agent.ws-acker", "ack me")
+    left = await client.publish("agent.ws-acker", "leave me")
+    first = await agent.deliveries(2)
+    assert [(d.envelope.payload, d.attempt) for d in first] == [(b"ack me", 1), (b"leave me", 1)]
+    assert [d.envelope.id for d in first] == [acked.id, left.id]
+    position = envelope_pb2.ChannelPosition(
+        channel="agent.ws-acker", position=first[0].envelope.position
+    )
+    await agent.send(ack=ss.Ack(positions=[position]))
+    again: list[ss.Delivery] = []
+
+    async def redelivered() -> None:
+        while not again or again[-1].attempt < 4:  # three ack timeouts after the first delivery
+            again.extend(await agent.deliveries(1))
+
+    await asyncio.wait_for(redelivered(), 5)  # pings come meanwhile: bound the whole wait
+    assert [d.attempt for d in again] == [2, 3, 4], "only the unacked one, once per timeout"
+    for delivery in again:
+        assert delivery.envelope == first[1].envelope
+        assert (delivery.envelope.id, delivery.envelope.position) == (left.id, left.position)
 
 
 async def test_a_dead_peer_is_noticed_by_keepalive() -> None:

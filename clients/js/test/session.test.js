@@ -124,6 +124,44 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
     }
   });
 
+  test("an acknowledged inbox message is not delivered again after the ack timeout", async () => {
+    // The hub under test redelivers what is left unacknowledged after 0.3 s (test_js_client.py).
+    // The session drops a redelivery it has seen (and acks it), so watch the raw frames.
+    /** @type {Array<[string, number]>} */
+    const raw = [];
+    let redelivered = () => {};
+    const redelivery = new Promise((resolve) => (redelivered = () => resolve(undefined)));
+    class SpySocket extends WebSocket {
+      /** @param {string} url @param {string} protocol */
+      constructor(url, protocol) {
+        super(url, protocol);
+        this.addEventListener("message", (event) => {
+          const frame = JSON.parse(String(event.data));
+          for (const { envelope, attempt = 1 } of frame.deliveries?.deliveries ?? []) {
+            raw.push([Buffer.from(envelope.payload ?? "", "base64").toString(), attempt]);
+            if (attempt > 1) redelivered();
+          }
+        });
+      }
+    }
+    const agent = await connect(WS_URL, { card: { id: "js-acks" }, WebSocket: SpySocket });
+    try {
+      await python.call("publish", { channel: "agent.js-acks", payloads: ["auto", "manual", "later"] });
+      const got = await collect(agent.inbox(), 2); // asking for "manual" acks "auto"
+      assert.deepEqual(got.map((m) => [m.text, m.attempt]), [["auto", 1], ["manual", 1]]);
+      got[1].ack();
+      // "later" waits unread, so unacked: the hub sends it again after the timeout, and would
+      // have sent the other two by then (they were due first) had their acks been lost.
+      await within(redelivery, 5_000, "a redelivery of the unacked message");
+      assert.deepEqual(raw.slice(0, 3), [["auto", 1], ["manual", 1], ["later", 1]]);
+      assert.deepEqual(raw.slice(3), [["later", 2]], "only the unacked message came again");
+      const [later] = await collect(agent.inbox(), 1); // the redelivery was not a new message
+      assert.deepEqual([later.text, later.attempt], ["later", 1]);
+    } finally {
+      await agent.close();
+    }
+  });
+
   /**
    * Drop a session's connection, keep the network down for `downMs` while Python publishes,
    * then let it reconnect: the subscription must see every message once, in order.
