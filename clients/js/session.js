@@ -6,8 +6,9 @@
  *
  * A dropped connection is reopened with the resume token and the last positions seen: within the
  * hub's grace period the hub resends exactly what was missed; after it, the session registers
- * again and subscribes again from those positions. Deliveries already seen are dropped (and
- * acknowledged), so a subscription sees no gap and no duplicate.
+ * again and subscribes again from those positions. Deliveries already seen are dropped, so a
+ * subscription sees no gap and no duplicate; such a redelivery is acknowledged only when its
+ * message was acknowledged here already (the ack was lost), never while it waits to be handled.
  * @module
  */
 
@@ -93,6 +94,9 @@ const enumName = (prefix, value) =>
 
 /** @param {{channel: string, position?: object}} envelope */
 const positionOf = ({ channel, position }) => ({ channel, position: position ?? {} });
+/** @param {{channel: string, position?: {seq?: string, epoch?: string}}} envelope */
+const keyOf = ({ channel, position }) =>
+  `${channel}\n${position?.seq ?? 0}\n${position?.epoch ?? ""}`;
 
 /** @param {{taskId?: string, task?: {id: string}, attempt?: number}} frame */
 const taskKey = (frame) => `${frame.taskId ?? frame.task?.id}#${frame.attempt ?? 0}`;
@@ -182,6 +186,12 @@ export class Session {
   /** @type {((task: TaskContext) => unknown) | null} */ #handler = null;
   /** @type {Map<string, TaskContext>} */ #running = new Map();
   /** @type {Map<string, (envelope: any) => void>} */ #replies = new Map();
+  /**
+   * Deliveries handed to a subscription that acknowledges, not acknowledged yet: a redelivery
+   * of one is dropped unacknowledged, or a crash before it is handled would lose it.
+   * @type {Set<string>}
+   */
+  #unacked = new Set();
   /** @type {ReturnType<typeof setInterval> | undefined} */ #heartbeat;
   #lastHeard = 0;
   /** @type {string | undefined} */ #status;
@@ -364,18 +374,23 @@ export class Session {
       const fresh = this.positions.advance(channel, envelope.position);
       const wanted = this.#subs.filter((sub) => sub.wants(channel));
       const reply = envelope.correlationId && this.#replies.get(envelope.correlationId);
+      const acked = wanted.some((sub) => sub.ack);
       if (!fresh || (reply && channel === this.#inboxName())) {
         if (reply && fresh) reply(envelope); // the answer to request(): consumed here
-        if (wanted.some((sub) => sub.ack)) acks.push(positionOf(envelope));
+        if (acked && !this.#unacked.has(keyOf(envelope))) acks.push(positionOf(envelope));
         continue;
       }
+      if (acked) this.#unacked.add(keyOf(envelope));
       for (const sub of wanted) sub.push(new Message(envelope, attempt, this.#ack));
     }
     if (acks.length) this.#write({ ack: { positions: acks } });
   }
 
   /** @param {{channel: string, position?: object}} envelope */
-  #ack = (envelope) => this.#write({ ack: { positions: [positionOf(envelope)] } });
+  #ack = (envelope) => {
+    this.#unacked.delete(keyOf(envelope));
+    this.#write({ ack: { positions: [positionOf(envelope)] } });
+  };
 
   /**
    * Best effort: on a dead connection the frame is dropped. Acks and heartbeats are safe to

@@ -8,9 +8,11 @@ and carry on across dropped connections.
 
 A dropped stream is reopened with the resume token and the last positions seen: within the
 hub's grace period the hub resends exactly what was missed; after it, the session registers
-again and resubscribes from those positions. Deliveries already seen are dropped (and acked),
-so an iteration sees no gap and no duplicate. A hub node that shuts down says so first (a drain
-frame): the tasks running here are cancelled, as the hub hands them to other agents.
+again and resubscribes from those positions. Deliveries already seen are dropped, so an
+iteration sees no gap and no duplicate; such a redelivery is acked only when its message was
+acked here already (the ack was lost), never while the message still waits to be handled.
+A hub node that shuts down says so first (a drain frame): the tasks running here are
+cancelled, as the hub hands them to other agents.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ FATAL = {
     grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.UNIMPLEMENTED,
 }
+
+
+def _key(env: envelope_pb2.Envelope) -> tuple[str, int, str]:
+    position = env.position
+    return env.channel, position.seq, position.epoch
 
 
 @dataclass(slots=True)
@@ -149,6 +156,9 @@ class Session:
         self._handler: TaskHandler | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._replies: dict[str, asyncio.Future[envelope_pb2.Envelope]] = {}
+        # (channel, seq, epoch) handed to a subscription that acks, not acked yet: a redelivery
+        # of one is dropped unacked, or a crash before it is handled would lose it.
+        self._unacked: set[tuple[str, int, str]] = set()
         self._running: dict[tuple[str, int], tuple[asyncio.Task[None], TaskContext]] = {}
         self.reconnects = 0
 
@@ -355,14 +365,17 @@ class Session:
             fresh = self.positions.advance(env.channel, env.position)
             wanted = [sub for sub in self._subs if sub.wants(env.channel)]
             reply = self._replies.get(env.correlation_id) if env.correlation_id else None
+            acked = any(sub.ack for sub in wanted)
             if not fresh or (reply is not None and env.channel == self._inbox_name()):
                 if reply is not None and fresh and not reply.done():
                     reply.set_result(env)  # the answer to request(): consumed here
-                if any(sub.ack for sub in wanted):
+                if acked and _key(env) not in self._unacked:
                     acks.append(
                         envelope_pb2.ChannelPosition(channel=env.channel, position=env.position)
                     )
                 continue
+            if acked:
+                self._unacked.add(_key(env))
             for sub in wanted:
                 sub.queue.put_nowait(Message(env, delivery.attempt, self))
         if acks:
@@ -530,6 +543,7 @@ class Session:
         raise SessionClosed("only a session registered as an agent has an inbox")
 
     async def ack(self, env: envelope_pb2.Envelope) -> None:
+        self._unacked.discard(_key(env))
         position = envelope_pb2.ChannelPosition(channel=env.channel, position=env.position)
         await self._try_write(ss.ConnectRequest(ack=ss.Ack(positions=[position])))
 

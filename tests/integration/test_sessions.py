@@ -116,8 +116,8 @@ async def test_unacked_delivery_is_redelivered_with_attempt_count(client: Client
         await client.publish("work", "job")
         first = await take(sub, 1)
         assert first[0].attempt == 1
-        # ack_timeout is 0.5 s in fast_settings; the session's dedup drops the redelivery and
-        # acks it, so look at the raw frames instead.
+        # ack_timeout is 0.5 s in fast_settings; the session's dedup drops the redelivery, so
+        # look at the raw frames instead.
     raw = Raw(client)
     await raw.send(hello=ss.Hello(card=Card(id="raw")))
     await raw.read_kind("welcome")
@@ -137,6 +137,47 @@ async def test_unacked_delivery_is_redelivered_with_attempt_count(client: Client
         await raw.read_kind("deliveries", timeout=1.5)
     beating.cancel()
     raw.call.cancel()
+
+
+async def test_a_redelivery_does_not_ack_a_message_still_waiting_to_be_handled(
+    client: Client,
+) -> None:
+    """The SDK drops a redelivery it has seen, but acks it only once its message was acked: a
+    message still waiting in the queue stays unacked, so a crash before it is handled loses
+    nothing (the hub delivers it again). Once acked, the hub stops redelivering it."""
+    async with client.session(Card(id="backlog")) as session:
+        written: list[ss.ConnectRequest] = []
+        attempts: list[int] = []
+        write, dispatch = session._try_write, session._dispatch
+
+        async def spy_write(frame: ss.ConnectRequest) -> None:
+            written.append(frame)
+            await write(frame)
+
+        async def spy_dispatch(deliveries: envelope_pb2.Deliveries) -> None:
+            attempts.extend(d.attempt for d in deliveries.deliveries)
+            await dispatch(deliveries)
+
+        session._try_write, session._dispatch = spy_write, spy_dispatch  # type: ignore[method-assign]
+        sub = await session.subscribe("backlog", ack=True, auto_ack=False)
+        await client.publish("backlog", "first")
+        await client.publish("backlog", "second")
+        [first] = await take(sub, 1)  # "second" waits in the queue; neither is acked
+
+        async def redelivered_twice() -> bool:
+            return 3 in attempts  # ack_timeout is 0.5 s in fast_settings
+
+        await until(redelivered_twice)
+        assert not [f for f in written if f.HasField("ack")], "nothing was handled: no acks"
+        await first.ack()
+        [second] = await take(sub, 1)
+        assert (second.envelope.payload, second.attempt) == (b"second", 1)
+        await second.ack()
+        acked = [p.position.seq for f in written if f.HasField("ack") for p in f.ack.positions]
+        assert acked == [first.envelope.position.seq, second.envelope.position.seq]
+        seen = len(attempts)
+        await asyncio.sleep(1.5)  # three ack timeouts: nothing more comes
+        assert len(attempts) == seen
 
 
 async def test_resume_within_grace_misses_nothing_and_repeats_nothing(client: Client) -> None:

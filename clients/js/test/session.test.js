@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 
 import { connect, decodeAgentEvent, HubError } from "../agentplex.js";
 import { collect, NEEDS_HUB, PythonPeer, WS_URL, within } from "./helpers.js";
@@ -124,13 +125,15 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
     }
   });
 
-  test("an acknowledged inbox message is not delivered again after the ack timeout", async () => {
+  test("an acknowledged message comes once; one waiting unread is not acknowledged", async () => {
     // The hub under test redelivers what is left unacknowledged after 0.3 s (test_js_client.py).
-    // The session drops a redelivery it has seen (and acks it), so watch the raw frames.
+    // The session drops a redelivery it has seen, so watch the raw frames.
     /** @type {Array<[string, number]>} */
     const raw = [];
-    let redelivered = () => {};
-    const redelivery = new Promise((resolve) => (redelivered = () => resolve(undefined)));
+    /** @type {Array<[number, () => void]>} */
+    const waiting = [];
+    const redelivery = (/** @type {number} */ attempt) =>
+      new Promise((resolve) => waiting.push([attempt, () => resolve(undefined)]));
     class SpySocket extends WebSocket {
       /** @param {string} url @param {string} protocol */
       constructor(url, protocol) {
@@ -139,7 +142,7 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
           const frame = JSON.parse(String(event.data));
           for (const { envelope, attempt = 1 } of frame.deliveries?.deliveries ?? []) {
             raw.push([Buffer.from(envelope.payload ?? "", "base64").toString(), attempt]);
-            if (attempt > 1) redelivered();
+            for (const [wanted, resolve] of waiting) if (attempt >= wanted) resolve();
           }
         });
       }
@@ -150,13 +153,20 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
       const got = await collect(agent.inbox(), 2); // asking for "manual" acks "auto"
       assert.deepEqual(got.map((m) => [m.text, m.attempt]), [["auto", 1], ["manual", 1]]);
       got[1].ack();
-      // "later" waits unread, so unacked: the hub sends it again after the timeout, and would
-      // have sent the other two by then (they were due first) had their acks been lost.
-      await within(redelivery, 5_000, "a redelivery of the unacked message");
+      // "later" waits unread, so unacknowledged: the hub sends it again after each timeout, and
+      // would have sent the other two by then (they were due first) had their acks been lost.
+      // The session drops those redeliveries without acknowledging them, so they go on.
+      await within(redelivery(3), 5_000, "a second redelivery of the unacked message");
       assert.deepEqual(raw.slice(0, 3), [["auto", 1], ["manual", 1], ["later", 1]]);
-      assert.deepEqual(raw.slice(3), [["later", 2]], "only the unacked message came again");
-      const [later] = await collect(agent.inbox(), 1); // the redelivery was not a new message
+      const again = raw.slice(3, 5);
+      assert.deepEqual(again, [["later", 2], ["later", 3]], "only the unacked one came again");
+      const [later] = await collect(agent.inbox(), 1); // the redeliveries were not new messages
       assert.deepEqual([later.text, later.attempt], ["later", 1]);
+      later.ack();
+      await sleep(200); // one in flight as it was acknowledged may still arrive
+      const seen = raw.length;
+      await sleep(1_000); // three ack timeouts: nothing more comes
+      assert.equal(raw.length, seen, "an acknowledged message came again");
     } finally {
       await agent.close();
     }
