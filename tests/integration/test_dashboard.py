@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -44,6 +45,9 @@ async def page(node: HubNode) -> AsyncIterator[async_api.Page]:
             await browser.close()
 
 
+AGE = re.compile(r"^(\d+s|\d+m\d\ds|\d+h\d\dm)$")  # 4s, 2m05s, 1h03m
+
+
 def cell(kind: str, key: str, field: str) -> str:
     return f'tr[data-{kind}="{key}"] td[data-field="{field}"]'
 
@@ -74,16 +78,27 @@ async def test_the_page_shows_an_agent_register_and_its_task_complete(
         handle = await client.submit("check this", require=["review"])
         await expect(page.locator(cell("task", handle.id, "state"))).to_have_text("WORKING")
         await expect(page.locator(cell("task", handle.id, "agent"))).to_have_text("dash-agent")
+        await expect(page.locator(cell("task", handle.id, "age"))).to_have_text(AGE)
         await expect(page.locator(cell("agent", "dash-agent", "load"))).to_have_text("1/2")
         release.set()
         assert (await handle.result()).data == b"reviewed"
         await expect(page.locator(cell("task", handle.id, "state"))).to_have_text("COMPLETED")
         await expect(page.locator(cell("task", handle.id, "attempt"))).to_have_text("1")
         await expect(page.locator(cell("agent", "dash-agent", "load"))).to_have_text("0/2")
+        for i in range(3):
+            await client.publish("demo.chat", f"hello {i}")
         await client.publish("demo.chat", "hello from python")
         await expect(page.locator(cell("channel", "demo.chat", "last"))).to_have_text(
             "hello from python"
         )
+        await expect(page.locator(cell("channel", "demo.chat", "total"))).to_have_text("4")
+        rate = cell("channel", "demo.chat", "rate")
+        await page.wait_for_function(
+            "selector => Number(document.querySelector(selector)?.textContent) > 0",
+            arg=rate,
+            timeout=5_000,
+        )  # four messages within the last five seconds
+        await expect(page.locator(rate)).to_have_text(re.compile(r"^\d+\.\d$"))
     await expect(page.locator('tr[data-agent="dash-agent"]')).to_have_count(0)  # it left
     await expect(page.locator("#history")).to_have_text("")  # the replays were complete
     assert await page.evaluate("window.loadedOnce") is True, "the page did not reload"

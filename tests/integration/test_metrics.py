@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
 
 from agentplex.client import Client, TaskContext
 from agentplex.node import HubNode
 from agentplex.v1 import agent_pb2
+from tests.support.streams import until
+from tests.support.tamper import tamper
+from tests.support.ws_sessions import answer
 
 
 async def scrape(node: HubNode) -> dict[str, float]:
@@ -69,3 +74,49 @@ async def test_unknown_paths_are_404(node: HubNode) -> None:
         await asyncio.to_thread(urllib.request.urlopen, url, timeout=5)
     assert missing.value.code == 404
     missing.value.close()
+
+
+async def test_websocket_connections_deliveries_and_queue_depth_are_scraped(
+    node: HubNode, client: Client
+) -> None:
+    async with connect(f"{node.ws_url}/v1/connect") as ws:  # JSON, no card: no inbox
+        await ws.send(json.dumps({"ref": "h", "hello": {}}))
+        assert "welcome" in await answer(ws, "h")
+        await ws.send(json.dumps({"ref": "s", "subscribe": {"channels": ["scraped.*"]}}))
+        assert "error" not in await answer(ws, "s")
+        before = await scrape(node)
+        assert before["agentplex_connections{transport=websocket}"] == 1
+        for i in range(3):
+            await client.publish("scraped.a", f"{i}")
+        got: list[dict[str, object]] = []
+        while len(got) < 3:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            got.extend(frame.get("deliveries", {}).get("deliveries", []))
+        assert len(got) == 3
+        during = await scrape(node)
+    assert during["agentplex_connections{transport=websocket}"] == 1
+    delivered = "agentplex_messages_delivered_total"
+    assert during[delivered] - before.get(delivered, 0) == 3  # one subscriber, three messages
+    depth_sum = during["agentplex_session_queue_depth{stat=sum}"]
+    depth_max = during["agentplex_session_queue_depth{stat=max}"]
+    assert 0 <= depth_max <= depth_sum
+
+    async def websocket_gone() -> bool:
+        return (await scrape(node))["agentplex_connections{transport=websocket}"] == 0
+
+    # Gone on close, not when the heartbeat timeout would reap a session left attached.
+    await until(websocket_gone, timeout=node.settings.session.heartbeat_timeout / 2)
+
+
+async def test_corrupt_history_entries_read_show_in_the_scrape(
+    node: HubNode, client: Client
+) -> None:
+    for i in range(1, 6):
+        await client.publish("scraped.sealed", f"m{i}")
+    await tamper(node.hub.engine, "scraped.sealed", 2, b"m2", b"mX")
+    await tamper(node.hub.engine, "scraped.sealed", 4, b"m4", b"mY")
+    failures = "agentplex_integrity_failures_total"
+    before = (await scrape(node)).get(failures, 0)
+    page = await client.history("scraped.sealed")
+    assert [e.payload for e in page.envelopes] == [b"m1", b"m3", b"m5"]
+    assert (await scrape(node))[failures] - before == 2
