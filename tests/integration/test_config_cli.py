@@ -84,6 +84,19 @@ def test_config_show_json(secret: str, secret_env: dict[str, str]) -> None:
     assert secret not in result.stdout and REDIS_PASSWORD not in result.stdout
 
 
+def test_the_defaults_are_loopback_the_memory_engine_and_the_documented_ports() -> None:
+    """What `agentplex serve` binds with no settings at all: the README's ports on loopback."""
+    result = agentplex("config", "show", "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["env"] == "development"
+    assert shown["engine"]["name"] == "memory"
+    server = shown["server"]
+    assert (server["host"], server["grpc_port"], server["ws_port"]) == ("127.0.0.1", 50051, 8765)
+    assert server["ws_host"] in ("", "127.0.0.1")  # empty: the gRPC host
+    assert shown["auth"]["enabled"] is False  # tokens are accepted unchecked until enabled
+
+
 def test_config_show_follows_the_seed_names(secret: str) -> None:
     result = agentplex(
         "config",

@@ -145,6 +145,22 @@ async def test_raw_json_text_frames_as_a_browser_sends_them(node: HubNode, clien
     assert (await client.history("plain")).envelopes[0].payload == b"hi"
 
 
+async def test_tokens_are_accepted_unchecked_while_auth_is_off(node: HubNode) -> None:
+    """A token in the Authorization header, the `token` query parameter or the hello is not
+    checked while auth.enabled is false (the default): the session opens either way."""
+    assert not node.settings.auth.enabled
+    url = f"{node.ws_url}/v1/connect"
+    for where, target, headers, hello in (
+        ("header", url, {"Authorization": "Bearer not-a-jwt"}, {}),
+        ("query", f"{url}?token=not-a-jwt", {}, {}),
+        ("hello", url, {}, {"token": "not-a-jwt"}),
+    ):
+        async with connect(target, additional_headers=headers) as ws:
+            await ws.send(json.dumps({"ref": "h", "hello": {"card": {"id": where}, **hello}}))
+            welcome = await answer(ws, "h")
+            assert welcome["welcome"]["agentId"] == where, (where, welcome)
+
+
 async def test_bad_frames_get_errors_and_the_hub_stays_up(node: HubNode, client: Client) -> None:
     async with connect(f"{node.ws_url}/v1/connect", subprotocols=[JSON]) as ws:  # type: ignore[list-item]
         await ws.send('{"ref": "h", "hello": {}}')
