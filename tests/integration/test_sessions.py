@@ -174,7 +174,10 @@ async def test_a_redelivery_does_not_ack_a_message_still_waiting_to_be_handled(
         assert (second.envelope.payload, second.attempt) == (b"second", 1)
         await second.ack()
         acked = [p.position.seq for f in written if f.HasField("ack") for p in f.ack.positions]
-        assert acked == [first.envelope.position.seq, second.envelope.position.seq]
+        # A redelivery that crossed an ack on the wire is acked again: that is allowed.
+        assert acked[0] == first.envelope.position.seq
+        assert set(acked) == {first.envelope.position.seq, second.envelope.position.seq}
+        await asyncio.sleep(0.2)  # one in flight as the acks went out may still arrive
         seen = len(attempts)
         await asyncio.sleep(1.5)  # three ack timeouts: nothing more comes
         assert len(attempts) == seen

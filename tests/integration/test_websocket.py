@@ -32,8 +32,8 @@ JSON, PROTO = "agentplex.v1.json", "agentplex.v1.proto"
 @pytest.fixture(params=ENGINES)
 def settings(request: pytest.FixtureRequest) -> Settings:
     # Sessions here send no heartbeats: a timeout longer than any test. A short ack timeout, so
-    # redelivery of what an agent left unacknowledged shows within a second.
-    session = {"heartbeat_interval": 1.0, "heartbeat_timeout": 30.0, "ack_timeout": 0.3}
+    # redelivery of what an agent left unacknowledged shows within seconds.
+    session = {"heartbeat_interval": 1.0, "heartbeat_timeout": 30.0, "ack_timeout": 0.5}
     return engine_settings(
         request, limits={"session_queue": 2000, "max_batch": 100}, session=session
     )
@@ -278,7 +278,7 @@ async def test_an_acked_inbox_message_comes_once_and_an_unacked_one_again(
     open_peer: Any, client: Client, subprotocol: str
 ) -> None:
     """An agent's inbox wants acks: an acked direct message is not delivered again, one left
-    unacked comes back after each `session.ack_timeout` (0.3 s here), the same envelope at the
+    unacked comes back after each `session.ack_timeout` (0.5 s here), the same envelope at the
     same position with attempt 2, 3, ..."""
     agent = await open_peer(subprotocol, id="ws-acker")
     acked = await client.publish("agent.ws-acker", "ack me")

@@ -126,7 +126,7 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
   });
 
   test("an acknowledged message comes once; one waiting unread is not acknowledged", async () => {
-    // The hub under test redelivers what is left unacknowledged after 0.3 s (test_js_client.py).
+    // The hub under test redelivers what is left unacknowledged after 0.5 s (test_js_client.py).
     // The session drops a redelivery it has seen, so watch the raw frames.
     /** @type {Array<[string, number]>} */
     const raw = [];
@@ -165,7 +165,7 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
       later.ack();
       await sleep(200); // one in flight as it was acknowledged may still arrive
       const seen = raw.length;
-      await sleep(1_000); // three ack timeouts: nothing more comes
+      await sleep(1_500); // three ack timeouts: nothing more comes
       assert.equal(raw.length, seen, "an acknowledged message came again");
     } finally {
       await agent.close();
