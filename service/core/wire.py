@@ -117,6 +117,18 @@ def map_entry(number: int, key: str, value: str) -> bytes:
     return message(number, _text(b"\x0a", key) + _text(b"\x12", value))
 
 
+PROTOBUF = "application/x-protobuf"  # the content type of the hub's own event envelopes
+
+
+def event_envelope(channel: str, event_type: str) -> bytes:
+    """What every envelope of one of the hub's event channels shares, encoded: its channel,
+    content type and `type` header. An event's envelope is this, then any headers of its own
+    (`map_entry(6, ...)`) and its payload (`message(5, ...)`): the event is never copied."""
+    return envelope_pb2.Envelope(
+        channel=channel, content_type=PROTOBUF, headers={"type": event_type}
+    ).SerializeToString()
+
+
 def publish_receipt(ref: str, results: list[bytes]) -> bytes:
     """`ConnectResponse{ref, receipt: Receipt{published: results}}`."""
     receipt = repeated(1, results)

@@ -24,11 +24,7 @@ if TYPE_CHECKING:
 
 SYS_AGENTS = "_sys.agents"
 AGENT_EVENT_TYPE = "agentplex.v1.AgentEvent"
-PROTOBUF = "application/x-protobuf"
-# What every `_sys.agents` envelope holds besides its payload (field 5), encoded once.
-_EVENT_ENVELOPE = envelope_pb2.Envelope(
-    channel=SYS_AGENTS, content_type=PROTOBUF, headers={"type": AGENT_EVENT_TYPE}
-).SerializeToString()
+_EVENT_ENVELOPE = wire.event_envelope(SYS_AGENTS, AGENT_EVENT_TYPE)
 
 
 class Agents:

@@ -44,13 +44,9 @@ log = logging.getLogger("agentplex.tasks")
 SYS_TASKS = "_sys.tasks"
 DISPATCH_PAGE = 64
 DLQ_TASKS = "_dlq.tasks"
-PROTOBUF = "application/x-protobuf"
 EVENT = task_pb2  # its TASK_EVENT_TYPE_* constants (reading them off the enum wrapper is slow)
-# What every `_sys.tasks` envelope holds besides its task and state headers and its payload,
-# and each state's header (Envelope.headers is field 6), encoded once.
-_EVENT_ENVELOPE = envelope_pb2.Envelope(
-    channel=SYS_TASKS, content_type=PROTOBUF, headers={"type": "agentplex.v1.TaskEvent"}
-).SerializeToString()
+# A `_sys.tasks` envelope's shared part, and each state's header, encoded once.
+_EVENT_ENVELOPE = wire.event_envelope(SYS_TASKS, "agentplex.v1.TaskEvent")
 _STATE_HEADERS = {
     value.number: wire.map_entry(6, "state", machine.state_name(value.number))
     for value in task_pb2.TaskState.DESCRIPTOR.values
@@ -615,7 +611,7 @@ class TaskManager:
         if dead_letter:
             env = envelope_pb2.Envelope(
                 channel=DLQ_TASKS,
-                content_type=PROTOBUF,
+                content_type=wire.PROTOBUF,
                 headers={"type": "agentplex.v1.Task", "task": task.id, "reason": message},
                 payload=machine.event_view(task).SerializeToString(),  # GetTask has the rest
             )
