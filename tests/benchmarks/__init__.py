@@ -18,8 +18,9 @@ registration, glob, throughput, memory) to run one suite.
   (`check_card` + `new_agent`); target < 10 us per registration.
 - test_globmatch.py: `glob_match` and `SubscriptionIndex.match` over 1,000 patterns and 1,000
   names, cached and uncached.
-- test_latency.py: publish-to-deliver round trip over gRPC, hub in a subprocess and in-process;
-  target median < 1 ms; p50/p95/p99 reported.
+- test_latency.py: publish-to-deliver round trip over gRPC, hub in a subprocess and in-process,
+  with unary publishes and a Subscribe stream, and between two agent sessions; target median
+  < 1 ms; p50/p95/p99 reported.
 - test_throughput.py: one-way throughput over gRPC to a hub subprocess, batched (target
   > 100,000 msgs/s) and pipelined single publishes; reports which process is the bottleneck.
 - test_memory.py: resident memory of an idle `agentplex serve`, after startup and with 1,000

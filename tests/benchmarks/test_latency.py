@@ -1,10 +1,14 @@
 """Publish-to-deliver round trip over gRPC. Target: median < 1 ms.
 
-One subscriber (`Client.subscribe`, a MessagingService.Subscribe stream) and one publisher
-(`Client.publish`, a unary Publish) on separate gRPC channels. A sample is the time from the
-publish call to the subscriber's iterator yielding that envelope; the next publish starts only
-after it arrived (no pipelining). Each benchmark round takes SAMPLES samples; the percentiles
-(p50/p95/p99/max over all rounds) are in extra_info and in the summary.
+One subscriber and one publisher on separate gRPC channels, two ways:
+- calls: `Client.subscribe` (a MessagingService.Subscribe stream) and `Client.publish` (a
+  unary Publish, whose every call opens an HTTP/2 stream);
+- sessions: two agent sessions (SessionService.Connect streams), the publisher's publish
+  frame answered by a receipt, the subscriber's deliveries on its own stream: how agents talk.
+A sample is the time from the publish call to the subscriber's iterator yielding that envelope;
+the next publish starts only after it arrived (no pipelining). Each benchmark round takes
+SAMPLES samples; the percentiles (p50/p95/p99/max over all rounds) are in extra_info and in the
+summary.
 
 Two hubs: an `agentplex serve` subprocess (the hub has its own core: the realistic figure) and an
 in-process `HubNode` sharing the test's event loop with both clients. For scale, the figures also
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -25,6 +29,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentplex.client import Client
+from agentplex.client.session import SessionSubscription
 from agentplex.node import HubNode
 from agentplex.v1 import envelope_pb2
 from tests.benchmarks.helpers import (
@@ -48,38 +53,39 @@ def hub(request: pytest.FixtureRequest) -> Iterator[tuple[psutil.Process, str]]:
         yield running
 
 
+Publish = Callable[[str, bytes], Awaitable[envelope_pb2.PublishResult]]
+
+
 class Probe:
     """A publisher and a subscriber of one channel, with the samples they took."""
 
-    def __init__(self, publisher: Client, subscriber: Client) -> None:
+    def __init__(
+        self,
+        publisher: Client,
+        publish: Publish,
+        deliveries: AsyncIterable[envelope_pb2.Envelope],
+        last_seq: int,
+    ) -> None:
         self.publisher = publisher
-        self.subscription = subscriber.subscribe(CHANNEL)
+        self.publish = publish
         self.arrivals: asyncio.Queue[tuple[int, envelope_pb2.Envelope]] = asyncio.Queue()
         self.samples_us: list[float] = []
         self.acks_us: list[float] = []
         self.sent = 0
-        self.last_seq = 0
-        self._reader: asyncio.Task[None] | None = None
+        self.last_seq = last_seq
+        self._reader = asyncio.get_running_loop().create_task(self._read(deliveries))
 
-    async def start(self) -> None:
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-        await asyncio.wait_for(self.subscription.ready.wait(), 10)
-        state = self.subscription.states[0]
-        self.last_seq = state.position.seq
-
-    async def _read(self) -> None:
-        async for env in self.subscription:
+    async def _read(self, deliveries: AsyncIterable[envelope_pb2.Envelope]) -> None:
+        async for env in deliveries:
             self.arrivals.put_nowait((time.perf_counter_ns(), env))
 
     async def stop(self) -> None:
-        self.subscription.cancel()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
 
     async def sample(self, count: int) -> None:
         """`count` sequential publish -> delivery round trips, checked one by one."""
-        publish, arrivals = self.publisher.publish, self.arrivals
+        publish, arrivals = self.publish, self.arrivals
         for _ in range(count):
             payload = str(self.sent).encode()
             self.sent += 1
@@ -108,14 +114,42 @@ class Probe:
 
 @asynccontextmanager
 async def probe_of(address: str, token: str = "") -> AsyncIterator[Probe]:
+    """Unary publishes, a Subscribe stream."""
     async with (
         Client(address, token=token) as publisher,
         Client(address, token=token) as subscriber,
     ):
         await publisher.wait_ready()
         await subscriber.wait_ready()
-        probe = Probe(publisher, subscriber)
-        await probe.start()
+        subscription = subscriber.subscribe(CHANNEL)
+        probe = Probe(publisher, publisher.publish, subscription, 0)
+        try:
+            await asyncio.wait_for(subscription.ready.wait(), 10)
+            probe.last_seq = subscription.states[0].position.seq
+            yield probe
+        finally:
+            subscription.cancel()
+            await probe.stop()
+
+
+async def _envelopes(subscription: SessionSubscription) -> AsyncIterator[envelope_pb2.Envelope]:
+    async for message in subscription:
+        yield message.envelope
+
+
+@asynccontextmanager
+async def session_probe_of(address: str) -> AsyncIterator[Probe]:
+    """Publish frames on one agent session, deliveries on another's stream."""
+    async with (
+        Client(address) as publisher,
+        Client(address) as subscriber,
+        publisher.session() as sender,
+        subscriber.session() as receiver,
+    ):
+        subscription = await receiver.subscribe(CHANNEL)
+        probe = Probe(
+            publisher, sender.publish, _envelopes(subscription), subscription.states[0].position.seq
+        )
         try:
             yield probe
         finally:
@@ -158,6 +192,22 @@ def test_latency_hub_subprocess(
     try:
         probe = runner.run(stack.enter_async_context(probe_of(hub[1])))
         run_latency(benchmark, runner, probe, f"in a subprocess, {engine} engine", **extra)
+    finally:
+        runner.run(stack.aclose())
+
+
+@pytest.mark.benchmark(group="latency")
+def test_latency_sessions_hub_subprocess(
+    benchmark: Any,
+    runner: asyncio.Runner,
+    hub: tuple[psutil.Process, str],
+    request: pytest.FixtureRequest,
+) -> None:
+    stack = AsyncExitStack()
+    try:
+        probe = runner.run(stack.enter_async_context(session_probe_of(hub[1])))
+        where = f"in a subprocess, {engine_of(request)} engine, agent sessions"
+        run_latency(benchmark, runner, probe, where)
     finally:
         runner.run(stack.aclose())
 
