@@ -39,16 +39,19 @@ class Accepted:
     def __init__(
         self,
         envelope: envelope_pb2.Envelope,
+        seq: int,
+        epoch: str,
         created_ns: int,
         *,
         local: bool = True,
         wire: bytes = b"",
     ) -> None:
+        """`envelope` carries its position (seq, epoch), given here too: reading them back
+        from the message costs more than the caller's having them."""
         self.envelope = envelope
         self.channel = envelope.channel
-        position = envelope.position
-        self.seq = position.seq
-        self.epoch = position.epoch
+        self.seq = seq
+        self.epoch = epoch
         self.sha256 = envelope.sha256
         self.created_ns = created_ns
         self.wire = wire or envelope.SerializeToString()
@@ -130,17 +133,17 @@ class ChannelLog:
     def append(self, envelope: envelope_pb2.Envelope, now_ns: int) -> Accepted:
         """Give `envelope` the next position and keep it. The caller has set id and sha256,
         and calls `trim` once per batch."""
-        self.top += 1
+        seq = self.top = self.top + 1
         pos = envelope.position
-        pos.seq = self.top
-        pos.epoch = self.epoch
-        entry = Accepted(envelope, now_ns)
+        pos.seq = seq
+        pos.epoch = epoch = self.epoch
+        entry = Accepted(envelope, seq, epoch, now_ns)
         self._entries.append(entry)
         dedup = self._dedup
         key = envelope.id
         if key in dedup:
             dedup.move_to_end(key)  # accepted again: it expires last now
-        dedup[key] = (entry.seq, entry.sha256, now_ns + self._retention.dedup_window_ns)
+        dedup[key] = (seq, entry.sha256, now_ns + self._retention.dedup_window_ns)
         if len(dedup) > self._retention.dedup_size:
             dedup.popitem(last=False)
         return entry

@@ -45,12 +45,16 @@ def check_subscription(name: str, field: str = "channels") -> str:
     return check_channel(name, field)
 
 
+def valid_id(value: str, limits: Limits) -> bool:
+    return len(value) <= limits.max_id_length and _ID.fullmatch(value) is not None
+
+
 def check_id(value: str, field: str, limits: Limits, *, required: bool = False) -> str:
     if not value:
         if required:
             raise InvalidArgument(f"{field} is required")
         return value
-    if len(value) > limits.max_id_length or _ID.fullmatch(value) is None:
+    if not valid_id(value, limits):
         raise InvalidArgument(
             f"{field}: {value[:50]!r} must be 1 to {limits.max_id_length} characters of "
             "A-Z a-z 0-9 _ . : - (limits.max_id_length)"
@@ -128,8 +132,9 @@ def _check_envelope(
             f"{field}.payload is {len(env.payload)} bytes, over the limit of "
             f"{limits.max_payload_bytes} (limits.max_payload_bytes)"
         )
-    if env.id:
-        check_id(env.id, f"{field}.id", limits)
+    envelope_id = env.id
+    if envelope_id and not valid_id(envelope_id, limits):
+        check_id(envelope_id, f"{field}.id", limits)  # raises; the field named only then
     if env.headers:
         check_map(
             env.headers, f"{field}.headers", limits, limits.max_headers, "limits.max_headers", env

@@ -165,7 +165,7 @@ async def test_mirror_leaves_other_nodes_entries_and_bounds_its_queue(
         mirror = Mirror(hub, redis, Names(unique_prefix()))  # not running: nothing drains it
 
         def entry(local: bool) -> Accepted:
-            return Accepted(envelope_pb2.Envelope(channel="c"), 0, local=local)
+            return Accepted(envelope_pb2.Envelope(channel="c"), 0, "", 0, local=local)
 
         mirror.deliver(entry(local=False))
         with caplog.at_level(logging.WARNING, "agentplex.edges.redis"):
@@ -192,7 +192,7 @@ async def test_the_mirror_resends_what_a_dropped_connection_left_unanswered(
             def publish(seq: int) -> None:
                 env = envelope_pb2.Envelope(id=f"e{seq}", channel="c", payload=b"x")
                 env.position.seq = seq
-                mirror.deliver(Accepted(env, 0))
+                mirror.deliver(Accepted(env, seq, "", 0))
 
             for seq in range(1, 51):
                 publish(seq)

@@ -16,7 +16,7 @@ def entry(channel: str, seq: int) -> Accepted:
     env = envelope_pb2.Envelope(id=f"{channel}-{seq}", channel=channel)
     env.position.seq = seq
     env.position.epoch = "e"
-    return Accepted(env, 0)
+    return Accepted(env, seq, "e", 0)
 
 
 def test_track_and_ack() -> None:

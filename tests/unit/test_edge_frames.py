@@ -22,7 +22,7 @@ from agentplex.v1 import envelope_pb2, session_service_pb2 as ss
 def accepted(seq: int, payload: bytes) -> Accepted:
     env = envelope_pb2.Envelope(id=f"id{seq}", channel="c", payload=payload, sha256="ab")
     env.position.seq, env.position.epoch = seq, "e1"
-    return Accepted(env, 0)
+    return Accepted(env, seq, "e1", 0)
 
 
 def test_json_and_protobuf_frames_carry_the_same_messages() -> None:

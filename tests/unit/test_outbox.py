@@ -16,7 +16,7 @@ from agentplex.v1 import envelope_pb2, session_service_pb2
 def delivery(seq: int) -> tuple[Accepted, int]:
     env = envelope_pb2.Envelope(id=f"m{seq}", channel="c")
     env.position.seq = seq
-    return Accepted(env, 0), 1
+    return Accepted(env, seq, "", 0), 1
 
 
 def control(ref: str) -> session_service_pb2.ConnectResponse:

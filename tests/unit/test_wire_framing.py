@@ -50,7 +50,7 @@ def accepted(
     env.position.seq = seq
     env.position.epoch = "ep"
     env.created_at.FromNanoseconds(1_700_000_000_123_456_789)
-    return Accepted(env, 0)
+    return Accepted(env, seq, "ep", 0)
 
 
 def expected_deliveries(items: list[tuple[Accepted, int]]) -> envelope_pb2.Deliveries:
@@ -348,7 +348,7 @@ def test_first_delivery_encoding_is_shared_and_later_attempts_are_not_cached() -
     from agentplex.v1 import envelope_pb2 as e
 
     env = e.Envelope(channel="c", payload=b"p", position=e.StreamPosition(seq=1, epoch="x"))
-    entry = Accepted(env, 0)
+    entry = Accepted(env, 1, "x", 0)
     first = w.delivery(entry, 1)
     assert w.delivery(entry, 1) is first
     second = w.delivery(entry, 2)

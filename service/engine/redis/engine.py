@@ -98,7 +98,7 @@ def _corrupt(channel: str, seq: int, epoch: str, created_ns: int) -> Accepted:
     integrity check (which reads every entry) counts it and never delivers it."""
     envelope = envelope_pb2.Envelope(channel=channel)
     envelope.position.seq, envelope.position.epoch = seq, epoch
-    return Accepted(envelope, created_ns)
+    return Accepted(envelope, seq, epoch, created_ns)
 
 
 class RedisEngine(Engine):
@@ -282,7 +282,8 @@ class RedisEngine(Engine):
             envelope = envelope_pb2.Envelope.FromString(wire)
         except DecodeError:
             return _corrupt(channel, seq, epoch, created_ns)
-        return Accepted(envelope, created_ns, wire=wire, local=fields[3].decode() == self._node)
+        local = fields[3].decode() == self._node
+        return Accepted(envelope, seq, epoch, created_ns, wire=wire, local=local)
 
     async def listen(self, channel: str) -> None:
         if self._fanout is not None:

@@ -56,7 +56,7 @@ def decode_publications(data: bytes, node: str) -> list[Accepted]:
         seq = int(seq_bytes)
         wire = with_position(body[line_end + 1 : at], seq, epoch)
         envelope = envelope_pb2.Envelope.FromString(wire)
-        entries.append(Accepted(envelope, created_ns, local=local, wire=wire))
+        entries.append(Accepted(envelope, seq, epoch, created_ns, local=local, wire=wire))
     return entries
 
 
