@@ -7,7 +7,12 @@ it arrived. Three paths:
 - edge: PUBLISH to `agentplex:pub:<channel>`, the hub accepts it and mirrors it, a subscriber of
   `agentplex:msg:<channel>` receives the JSON envelope (two hops through Redis, one through the
   hub); target: within 2x raw, though two hops through Redis are already about 2x one;
-- grpc: a gRPC publish, received by a subscriber of `agentplex:msg:<channel>`.
+- grpc: a gRPC publish, received by a subscriber of `agentplex:msg:<channel>`;
+- relay: PUBLISH to `relay:pub:<channel>`, a bare Python relay (tests/support/redis_relay.py,
+  raw asyncio and hiredis, its own process) PUBLISHes it on `relay:msg:<channel>`, where a
+  subscriber receives it: the edge's two hops through Redis and one through a Python process,
+  with none of the hub's work. Its p50 is the floor of the edge's on this machine;
+  `edge_over_relay_p50` is what the hub adds on top.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -31,6 +38,7 @@ from tests.support.redis_server import RedisServer, find_redis_server, redis_ser
 pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="no redis-server found")
 
 SAMPLES = 200  # per round
+PREFIXES = ("relay:pub:", "relay:msg:")  # the bare relay's in and out
 ROUNDS = 10
 
 
@@ -38,6 +46,28 @@ ROUNDS = 10
 def server() -> Iterator[RedisServer]:
     with redis_server() as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def relay(server: RedisServer) -> Iterator[None]:
+    """The bare relay from `relay:pub:*` to `relay:msg:*` on `server`."""
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.redis_relay",
+            server.host,
+            str(server.port),
+            *PREFIXES,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+            yield
+        finally:
+            process.kill()
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
@@ -88,11 +118,16 @@ async def redis_probe(stack: AsyncExitStack, server: RedisServer, path: str, hub
     listener = await stack.enter_async_context(aioredis.Redis(host=server.host, port=server.port))
     pubsub = await stack.enter_async_context(listener.pubsub())
     channel = f"bench.{path}"
-    if path == "raw":
-        await pubsub.subscribe(channel)
+    if path in ("raw", "relay"):
+        into, out = (
+            (channel, channel)
+            if path == "raw"
+            else (f"relay:pub:{channel}", f"relay:msg:{channel}")
+        )
+        await pubsub.subscribe(out)
 
         async def send(payload: bytes) -> Any:
-            return await publisher.publish(channel, payload)
+            return await publisher.publish(into, payload)
 
     else:
         await pubsub.subscribe(f"agentplex:msg:{channel}")
@@ -108,7 +143,7 @@ async def redis_probe(stack: AsyncExitStack, server: RedisServer, path: str, hub
             async def send(payload: bytes) -> Any:
                 return await client.publish(channel, payload)
 
-    probe = Probe(send, pubsub, raw=path == "raw")
+    probe = Probe(send, pubsub, raw=path in ("raw", "relay"))
     stack.push_async_callback(probe.close)
     return probe
 
@@ -126,13 +161,14 @@ def test_redis_edge_latency(
     runner: asyncio.Runner,
     server: RedisServer,
     hub_address: str,
+    relay: None,
     request: pytest.FixtureRequest,
 ) -> None:
     stack = AsyncExitStack()
     try:
         probes = {
             path: runner.run(redis_probe(stack, server, path, hub_address))
-            for path in ("raw", "edge", "grpc")
+            for path in ("raw", "relay", "edge", "grpc")
         }
         for probe in probes.values():
             runner.run(probe.sample(SAMPLES))  # warm-up
@@ -148,6 +184,7 @@ def test_redis_edge_latency(
             figures.update(latency_figures(probe.samples_us, f"{path}_"))
         raw = percentile(sorted(probes["raw"].samples_us), 50)
         edge = percentile(sorted(probes["edge"].samples_us), 50)
+        floor = percentile(sorted(probes["relay"].samples_us), 50)
         report(
             benchmark,
             "Redis edge: pub -> hub -> msg round trip beside raw Redis pub/sub, "
@@ -155,6 +192,8 @@ def test_redis_edge_latency(
             samples=len(probes["raw"].samples_us),
             edge_over_raw_p50=round(edge / raw, 2),
             target_edge_over_raw=2.0,
+            relay_over_raw_p50=round(floor / raw, 2),
+            edge_over_relay_p50=round(edge / floor, 2),
             **figures,
         )
     finally:
