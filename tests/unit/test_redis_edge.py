@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import hiredis
 import pytest
 from google.protobuf import json_format
 
@@ -14,6 +15,7 @@ from agentplex.edges.frames import Refused, parse_json_frame, to_json
 from agentplex.edges.redis.codec import decode_publish
 from agentplex.edges.redis.ingress import allow_list
 from agentplex.edges.redis.names import Names
+from agentplex.edges.redis.publisher import publish_command
 from agentplex.redisconn import Backoff
 from agentplex.v1 import envelope_pb2, session_service_pb2 as ss
 
@@ -27,6 +29,15 @@ def test_names_round_trip() -> None:
     assert names.session_id("agentplex:session:s-1:out") is None
     assert names.session_out("s-1") == "agentplex:session:s-1:out"
     assert names.leader_key == "agentplex:edge:leader"
+
+
+@pytest.mark.parametrize("data", ["", "x", '{"payload":"\u00fc"}', "ü" * 300, "\r\n$3\r\n"])
+def test_publish_command_is_the_resp_redis_reads(data: str) -> None:
+    reader = hiredis.Reader()
+    reader.feed(publish_command("agentplex:msg:jobs.build", data) * 2)
+    for _ in range(2):
+        assert reader.gets() == [b"PUBLISH", b"agentplex:msg:jobs.build", data.encode()]
+    assert reader.gets() is False
 
 
 def test_patterns_match_only_their_family() -> None:
