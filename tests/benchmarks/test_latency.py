@@ -178,36 +178,26 @@ def run_latency(
 
 
 @pytest.mark.benchmark(group="latency")
+@pytest.mark.parametrize("path", ["calls", "sessions"])
 def test_latency_hub_subprocess(
     benchmark: Any,
     runner: asyncio.Runner,
     hub: tuple[psutil.Process, str],
     request: pytest.FixtureRequest,
+    path: str,
 ) -> None:
     engine = engine_of(request)
+    where = f"in a subprocess, {engine} engine"
     extra = {}
-    if engine == "redis":  # for scale: one hop through the same Redis, measured now
+    if path == "sessions":
+        where += ", agent sessions"
+    elif engine == "redis":  # for scale: one hop through the same Redis, measured now
         extra["raw_redis_pubsub_p50_us"] = runner.run(raw_pubsub_p50_us(request))
     stack = AsyncExitStack()
     try:
-        probe = runner.run(stack.enter_async_context(probe_of(hub[1])))
-        run_latency(benchmark, runner, probe, f"in a subprocess, {engine} engine", **extra)
-    finally:
-        runner.run(stack.aclose())
-
-
-@pytest.mark.benchmark(group="latency")
-def test_latency_sessions_hub_subprocess(
-    benchmark: Any,
-    runner: asyncio.Runner,
-    hub: tuple[psutil.Process, str],
-    request: pytest.FixtureRequest,
-) -> None:
-    stack = AsyncExitStack()
-    try:
-        probe = runner.run(stack.enter_async_context(session_probe_of(hub[1])))
-        where = f"in a subprocess, {engine_of(request)} engine, agent sessions"
-        run_latency(benchmark, runner, probe, where)
+        probe_for = probe_of if path == "calls" else session_probe_of
+        probe = runner.run(stack.enter_async_context(probe_for(hub[1])))
+        run_latency(benchmark, runner, probe, where, **extra)
     finally:
         runner.run(stack.aclose())
 
