@@ -40,7 +40,16 @@ def connect(settings: EngineSettings, url: str = "") -> Client:
     # it still follows MOVED and ASK redirects, which are not retries.
     if settings.redis_cluster:
         return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **options)
-    return aioredis.Redis.from_url(url, retry_on_timeout=False, **options)
+    # A burst of commands beyond the pool waits for a connection (redis-py's default pool
+    # would fail them, and a hub would take that for Redis being unreachable).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout,
+        retry_on_timeout=False,
+        **options,
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def connect_pubsub(settings: EngineSettings, url: str = "") -> aioredis.Redis:

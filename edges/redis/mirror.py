@@ -1,7 +1,7 @@
 """Mirror out: every envelope this node accepts is PUBLISHed on `<prefix>msg:<channel>`.
 
 Fan-out calls `deliver` on the event loop; while the connection is up, the PUBLISH is written
-there and then (see `publisher.py`), and one task reads the replies. What is written and not yet
+there and then (see `redisdirect.py`), and one task reads the replies. What is written and not yet
 answered is kept: should the connection fail, it is sent again on the next one (a subscriber may
 see a message twice then, never miss one Redis took). While Redis is away envelopes queue, up to
 `limits.session_queue` (the unanswered included); what does not fit is dropped and counted, as
@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 from agentplex.core.channel_log import Accepted
 from agentplex.edges.frames import envelope_json
 from agentplex.edges.redis.names import Names
-from agentplex.edges.redis.publisher import Publisher
 from agentplex.hub import Hub
 from agentplex.redisconn import Backoff
+from agentplex.redisdirect import DirectConnection, command
 
 log = logging.getLogger("agentplex.edges.redis")
 
@@ -33,7 +33,7 @@ ALL = "*"
 class Mirror:
     def __init__(self, hub: Hub, redis: aioredis.Redis, names: Names) -> None:
         self.hub = hub
-        self.publisher = Publisher(redis)
+        self.connection = DirectConnection(redis, "mirror's")
         self.names = names
         self.limit = hub.limits.session_queue
         self.mirrored = 0
@@ -51,12 +51,12 @@ class Mirror:
         await self.hub.unlisten(self, ALL)
         if self._queue or self._unanswered:
             with contextlib.suppress(RedisError, OSError):
-                if not self.publisher.connected:
+                if not self.connection.connected:
                     self._requeue()
-                    await self.publisher.connect()
+                    await self.connection.connect()
                 self._write()
                 await self._read_replies()
-        await self.publisher.close()
+        await self.connection.close()
 
     def deliver(self, entry: Accepted) -> None:
         if not entry.local:
@@ -78,17 +78,20 @@ class Mirror:
     def _write(self) -> None:
         """Write what is queued, if the connection is open; it stays queued otherwise."""
         batch = self._queue
-        if not batch or not self.publisher.connected:
+        if not batch or not self.connection.connected:
             return
         msg = self.names.msg
-        if self.publisher.write([(msg(e.channel), envelope_json(e)) for e in batch]):
+        commands = [
+            command(b"PUBLISH", msg(e.channel).encode(), envelope_json(e).encode()) for e in batch
+        ]
+        if self.connection.write(b"".join(commands)):
             self._unanswered.extend(batch)
             self._queue = []
 
     async def _read_replies(self) -> None:
         unanswered = self._unanswered
         while unanswered:
-            await self.publisher.read_reply()
+            await self.connection.read_reply()
             unanswered.popleft()
             self.mirrored += 1
 
@@ -108,11 +111,11 @@ class Mirror:
                 log.warning("redis edge: mirror dropped %d envelopes", self._unreported)
                 self._unreported = 0
             try:
-                await self.publisher.connect()
+                await self.connection.connect()
                 self._write()
                 await self._read_replies()
             except (RedisError, OSError) as err:
-                await self.publisher.close()
+                await self.connection.close()
                 self._requeue()
                 delay = backoff.delay()
                 log.warning(

@@ -48,6 +48,7 @@ class EngineSettings:
     redis_tls_cert_file: str = ""
     redis_tls_key_file: str = ""
     redis_timeout: float = 2
+    redis_max_connections: int = 64
     node_ttl: float = 10
 
 

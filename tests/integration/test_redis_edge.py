@@ -196,7 +196,7 @@ async def test_the_mirror_resends_what_a_dropped_connection_left_unanswered(
 
             for seq in range(1, 51):
                 publish(seq)
-            await until(lambda: mirror.publisher.connected and mirror.mirrored == 50)
+            await until(lambda: mirror.connection.connected and mirror.mirrored == 50)
             await redis.execute_command("CLIENT", "KILL", "TYPE", "normal")  # the mirror's too
             for seq in range(51, 101):
                 publish(seq)
@@ -207,7 +207,7 @@ async def test_the_mirror_resends_what_a_dropped_connection_left_unanswered(
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
-        await mirror.publisher.close()
+        await mirror.connection.close()
     assert sorted(set(seen)) == list(range(1, 101))
     first_seen = sorted(set(seen), key=seen.index)
     assert first_seen == list(range(1, 101))  # in order, resends aside

@@ -1,17 +1,25 @@
 """What only the Redis engine has: its keys (hash-tagged, under the prefix), entries altered
-inside Redis (never delivered as good data), and a clear refusal to start without Redis."""
+inside Redis (never delivered as good data), a clear refusal to start without Redis, and the
+publish script's own connection (calls pipelined on it in order; a script or a connection
+Redis dropped is made again; a closed connection fails the calls waiting on it)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError
 
 from agentplex.client import Client
+from agentplex.config import EngineSettings
+from agentplex.core.channel_log import Retention
 from agentplex.engine.redis import RedisEngine
+from agentplex.engine.redis.scriptcalls import ScriptCalls
 from agentplex.node import HubNode
 from tests.support.hubs import fast_settings
 from tests.support.redis_server import RedisServer, free_port
@@ -53,6 +61,79 @@ async def test_an_undecodable_entry_is_skipped_counted_and_audited(
     assert "mangled seq 2" in caplog.text
     replayed = await take(client2.subscribe("mangled", since={"mangled": 0}), 2)
     assert [e.payload for e in replayed] == [b"m1", b"m3"]
+
+
+async def test_concurrent_publishes_get_the_replies_of_their_own_scripts(
+    node: HubNode, client: Client
+) -> None:
+    payloads = [f"p{i}" for i in range(100)]
+    results = await asyncio.gather(*(client.publish("burst", p) for p in payloads))
+    assert sorted(r.position.seq for r in results) == list(range(1, 101))
+    stored = {e.position.seq: e.payload.decode() for e in (await client.history("burst")).envelopes}
+    assert [stored[r.position.seq] for r in results] == payloads
+
+
+async def test_publishing_goes_on_when_redis_forgot_the_script(
+    node: HubNode, client: Client, private_redis: RedisServer
+) -> None:
+    await client.publish("flushed", "one")
+    private_redis.client().script_flush()
+    assert (await client.publish("flushed", "two")).position.seq == 2
+
+
+SLOW = """
+local start = redis.call('TIME')
+repeat local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000000 + now[2] - start[2] > 200000
+return 1
+"""
+
+
+async def test_script_calls_pipeline_and_outlive_a_closed_connection_and_a_flush(
+    private_redis: RedisServer,
+) -> None:
+    redis = aioredis.Redis(host=private_redis.host, port=private_redis.port)
+    calls = ScriptCalls(redis)
+    echo = redis.register_script("return ARGV[1]")
+    try:
+        assert await calls.run(echo, [], ["one"]) == b"one"
+        # Redis closes the idle connection (as its `timeout` setting does): made again.
+        assert private_redis.client().client_kill_filter(_type="normal", skipme=True) == 1
+        await asyncio.sleep(0.2)  # for the loop to read the connection's end
+        assert await calls.run(echo, [], ["two"]) == b"two"
+        private_redis.client().script_flush()  # Redis forgot it: sent whole again
+        assert await calls.run(echo, [], ["three"]) == b"three"
+        replies = await asyncio.gather(*(calls.run(echo, [], [i]) for i in range(200)))
+        assert replies == [b"%d" % i for i in range(200)]
+        failing = redis.register_script("return redis.call('NO-SUCH-COMMAND')")
+        with pytest.raises(ResponseError):
+            await calls.run(failing, [], [])
+        assert await calls.run(echo, [], ["after an error reply"]) == b"after an error reply"
+        waiting = asyncio.ensure_future(calls.run(redis.register_script(SLOW), [], []))
+        await asyncio.sleep(0.05)
+        await calls.close()
+        with pytest.raises(RedisConnectionError):
+            await waiting
+        assert await calls.run(echo, [], ["reopened"]) == b"reopened"
+    finally:
+        await calls.close()
+        await redis.aclose()
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_for_connections(
+    private_redis: RedisServer,
+) -> None:
+    settings = EngineSettings(
+        name="redis", redis_url=private_redis.url, redis_prefix="burst", redis_max_connections=4
+    )
+    engine = RedisEngine(Retention(), settings)
+    await engine.start(lambda entries: None, node="burst-node")
+    try:
+        reads = await asyncio.gather(*(engine.history(f"c{i}", None, None, 1) for i in range(200)))
+        assert all(r.entries == [] for r in reads) and engine.available
+        assert private_redis.client().info("clients")["connected_clients"] <= 4 + 3
+    finally:
+        await engine.close()
 
 
 def test_serve_without_redis_says_so_and_exits() -> None:

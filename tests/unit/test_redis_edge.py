@@ -15,8 +15,8 @@ from agentplex.edges.frames import Refused, parse_json_frame, to_json
 from agentplex.edges.redis.codec import decode_publish
 from agentplex.edges.redis.ingress import allow_list
 from agentplex.edges.redis.names import Names
-from agentplex.edges.redis.publisher import publish_command
 from agentplex.redisconn import Backoff
+from agentplex.redisdirect import command
 from agentplex.v1 import envelope_pb2, session_service_pb2 as ss
 
 
@@ -32,11 +32,13 @@ def test_names_round_trip() -> None:
 
 
 @pytest.mark.parametrize("data", ["", "x", '{"payload":"\u00fc"}', "ü" * 300, "\r\n$3\r\n"])
-def test_publish_command_is_the_resp_redis_reads(data: str) -> None:
+def test_commands_are_packed_in_the_resp_redis_reads(data: str) -> None:
     reader = hiredis.Reader()
-    reader.feed(publish_command("agentplex:msg:jobs.build", data) * 2)
+    parts = (b"PUBLISH", b"agentplex:msg:jobs.build", data.encode())
+    reader.feed(command(*parts) * 2 + command())
     for _ in range(2):
-        assert reader.gets() == [b"PUBLISH", b"agentplex:msg:jobs.build", data.encode()]
+        assert reader.gets() == list(parts)
+    assert reader.gets() == []
     assert reader.gets() is False
 
 

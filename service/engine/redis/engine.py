@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
 from redis.exceptions import ClusterError, ConnectionError, RedisClusterException, TimeoutError
 
@@ -42,6 +43,7 @@ from agentplex.engine.base import (
 from agentplex.engine.redis import scripts
 from agentplex.engine.redis.fanout import Fanout
 from agentplex.engine.redis.keys import Keys
+from agentplex.engine.redis.scriptcalls import ScriptCalls
 from agentplex.errors import Unavailable
 from agentplex.redisconn import connect, connect_pubsub
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
@@ -133,6 +135,11 @@ class RedisEngine(Engine):
         self._delete_task = register(scripts.DELETE_TASK)
         self._append_event = register(scripts.APPEND_EVENT)
         self._due_deadlines = register(scripts.DUE_DEADLINES)
+        # The publish script, on every publish's path, skips redis-py's client (a Cluster
+        # client routes it to its keys' node instead).
+        self._publish_calls = (
+            ScriptCalls(self.redis) if isinstance(self.redis, aioredis.Redis) else None
+        )
 
     # Lifecycle and health -------------------------------------------------------------------
 
@@ -163,6 +170,8 @@ class RedisEngine(Engine):
         await cancel_and_wait(self._watcher)
         if self._fanout is not None:
             await self._fanout.close()
+        if self._publish_calls is not None:
+            await self._publish_calls.close()
         await self.redis.aclose()
 
     def _lost(self, err: BaseException) -> None:
@@ -191,6 +200,8 @@ class RedisEngine(Engine):
         if pool is not None:
             with contextlib.suppress(*_UNREACHABLE):
                 await pool.disconnect()
+        if self._publish_calls is not None:
+            await self._publish_calls.close()
 
     def mirror(self, channel_prefix: str, parts: JsonParts | None) -> bool:
         self._mirror = None if parts is None else (channel_prefix, parts)
@@ -221,7 +232,11 @@ class RedisEngine(Engine):
                 _pack(group, mirror[1] if mirror else None),
                 mirror[0] + channel if mirror else "",
             ]
-            calls.append(self._publish(keys=self.keys.channel(channel), args=args))
+            keys = self.keys.channel(channel)
+            if self._publish_calls is None:
+                calls.append(self._publish(keys=keys, args=args))
+            else:
+                calls.append(self._publish_calls.run(self._publish, keys, args))
         # One channel (the usual case) is awaited as it is: gather would make it a task and
         # send the script a loop iteration later.
         replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)

@@ -1,0 +1,110 @@
+"""The publish script on a connection of its own (see `redisdirect.py`): the command goes out
+from the publishing coroutine's own step, replies are matched to callers in the order their
+commands went out (so concurrent publishes pipeline), and a connection that fails or times out
+fails every call waiting on it; the next call makes a new one, as it does for one Redis closed
+while it was idle. redis-py's client took about
+70 µs more per round trip, on the path every publish waits for.
+
+Standalone Redis only: a Cluster client routes each script to the node of its keys' slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError, NoScriptError, ResponseError
+
+from agentplex.redisdirect import DirectConnection, command
+
+Arg = bytes | str | int
+
+
+def _encoded(value: Arg) -> bytes:
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, str):
+        return value.encode()
+    return value
+
+
+class ScriptCalls:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._connection = DirectConnection(redis, "publish script's")
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._wake = asyncio.Event()
+        self._opening = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Run `script` as EVALSHA; sent again whole (EVAL) when Redis no longer has it (a
+        restart, SCRIPT FLUSH)."""
+        tail = [b"%d" % len(keys), *map(_encoded, keys), *map(_encoded, args)]
+        try:
+            return await self._call(command(b"EVALSHA", script.sha.encode(), *tail))
+        except NoScriptError:
+            source = script.script
+            body = source.encode() if isinstance(source, str) else bytes(source)
+            return await self._call(command(b"EVAL", body, *tail))
+
+    async def _call(self, data: bytes) -> Any:
+        if not self._connection.alive:
+            await self._open()
+        future = asyncio.get_running_loop().create_future()
+        if not self._connection.write(data):
+            raise RedisConnectionError("the publish script's connection to Redis is closed")
+        self._waiting.append(future)
+        self._wake.set()
+        return await future
+
+    async def _open(self) -> None:
+        async with self._opening:
+            if self._connection.alive:
+                return
+            await self.close()  # the reader of a connection Redis closed, if any
+            await self._connection.connect()
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        """Hand each reply to the oldest waiting call; on a failure, fail them all."""
+        waiting = self._waiting
+        try:
+            while True:
+                while not waiting:
+                    self._wake.clear()
+                    await self._wake.wait()
+                try:
+                    reply = await self._connection.read_reply()
+                except ResponseError as err:  # an error reply: the connection is fine
+                    future = waiting.popleft()
+                    if not future.done():
+                        future.set_exception(err)
+                    continue
+                future = waiting.popleft()
+                if not future.done():  # its caller may have been cancelled
+                    future.set_result(reply)
+        except asyncio.CancelledError:
+            await self._fail(RedisConnectionError("the publish script's connection was closed"))
+            raise
+        except Exception as err:  # the connection failed or timed out: it is made again
+            await self._fail(err)
+
+    async def _fail(self, err: Exception) -> None:
+        waiting = self._waiting
+        while waiting:
+            future = waiting.popleft()
+            if not future.done():
+                future.set_exception(err)
+        await self._connection.close()
+
+    async def close(self) -> None:
+        """Drop the connection; calls waiting on it fail with ConnectionError."""
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        await self._connection.close()
