@@ -30,6 +30,19 @@ def _options(settings: EngineSettings, url: str) -> dict[str, Any]:
     return options
 
 
+def _pooled(settings: EngineSettings, url: str, **options: Any) -> aioredis.Redis:
+    """A client whose commands beyond `engine.redis_max_connections` at once wait for a free
+    connection (up to `engine.redis_timeout`): redis-py's default pool fails them instead,
+    which the hub would take for Redis being unreachable."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout,
+        **options,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 def connect(settings: EngineSettings, url: str = "") -> Client:
     """A client for commands: a cluster client when `engine.redis_cluster` is set."""
     url = url or settings.redis_url
@@ -40,16 +53,7 @@ def connect(settings: EngineSettings, url: str = "") -> Client:
     # it still follows MOVED and ASK redirects, which are not retries.
     if settings.redis_cluster:
         return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **options)
-    # A burst of commands beyond the pool waits for a connection (redis-py's default pool
-    # would fail them, and a hub would take that for Redis being unreachable).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_timeout,
-        retry_on_timeout=False,
-        **options,
-    )
-    return aioredis.Redis.from_pool(pool)
+    return _pooled(settings, url, retry_on_timeout=False, **options)
 
 
 def connect_pubsub(settings: EngineSettings, url: str = "") -> aioredis.Redis:
@@ -59,7 +63,7 @@ def connect_pubsub(settings: EngineSettings, url: str = "") -> aioredis.Redis:
     url = url or settings.redis_url
     options = _options(settings, url)
     options["socket_timeout"] = None
-    return aioredis.Redis.from_url(url, **options)
+    return _pooled(settings, url, **options)
 
 
 @dataclass(slots=True)

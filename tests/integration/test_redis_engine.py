@@ -21,6 +21,7 @@ from agentplex.core.channel_log import Retention
 from agentplex.engine.redis import RedisEngine
 from agentplex.engine.redis.scriptcalls import ScriptCalls
 from agentplex.node import HubNode
+from agentplex.redisconn import connect_pubsub
 from tests.support.hubs import fast_settings
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.streams import take
@@ -134,6 +135,19 @@ async def test_a_burst_beyond_the_connection_pool_waits_for_connections(
         assert private_redis.client().info("clients")["connected_clients"] <= 4 + 3
     finally:
         await engine.close()
+
+
+async def test_a_burst_on_the_pub_sub_client_waits_for_connections(
+    private_redis: RedisServer,
+) -> None:
+    """What the Redis edge's sessions write goes through this client, all sessions at once."""
+    settings = EngineSettings(redis_url=private_redis.url, redis_max_connections=4)
+    redis = connect_pubsub(settings)
+    try:
+        await asyncio.gather(*(redis.publish("burst", i) for i in range(200)))
+        assert private_redis.client().info("clients")["connected_clients"] <= 4 + 1
+    finally:
+        await redis.aclose()
 
 
 def test_serve_without_redis_says_so_and_exits() -> None:
