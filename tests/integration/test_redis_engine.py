@@ -9,7 +9,7 @@ import asyncio
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,7 +23,7 @@ from agentplex.engine.redis.scriptcalls import ScriptCalls
 from agentplex.node import HubNode
 from agentplex.redisconn import connect_pubsub
 from tests.support.hubs import fast_settings
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port, redis_server
 from tests.support.streams import take
 from tests.support.tamper import rewrite_stream
 
@@ -74,12 +74,20 @@ async def test_concurrent_publishes_get_the_replies_of_their_own_scripts(
     assert [stored[r.position.seq] for r in results] == payloads
 
 
-async def test_publishing_goes_on_when_redis_forgot_the_script(
-    node: HubNode, client: Client, private_redis: RedisServer
-) -> None:
-    await client.publish("flushed", "one")
-    private_redis.client().script_flush()
-    assert (await client.publish("flushed", "two")).position.seq == 2
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server for one test that flushes scripts, kills clients or counts connections,
+    which would disturb or miscount the tests sharing `private_redis`."""
+    with redis_server() as server:
+        yield server
+
+
+async def test_publishing_goes_on_when_redis_forgot_the_script(own_redis: RedisServer) -> None:
+    engine = {"name": "redis", "redis_url": own_redis.url}
+    async with HubNode(fast_settings(engine=engine)) as node, Client(node.grpc_address) as client:
+        await client.publish("flushed", "one")
+        own_redis.client().script_flush()
+        assert (await client.publish("flushed", "two")).position.seq == 2
 
 
 SLOW = """
@@ -91,18 +99,18 @@ return 1
 
 
 async def test_script_calls_pipeline_and_outlive_a_closed_connection_and_a_flush(
-    private_redis: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
-    redis = aioredis.Redis(host=private_redis.host, port=private_redis.port)
+    redis = aioredis.Redis(host=own_redis.host, port=own_redis.port)
     calls = ScriptCalls(redis)
     echo = redis.register_script("return ARGV[1]")
     try:
         assert await calls.run(echo, [], ["one"]) == b"one"
         # Redis closes the idle connection (as its `timeout` setting does): made again.
-        assert private_redis.client().client_kill_filter(_type="normal", skipme=True) == 1
+        assert own_redis.client().client_kill_filter(_type="normal", skipme=True) == 1
         await asyncio.sleep(0.2)  # for the loop to read the connection's end
         assert await calls.run(echo, [], ["two"]) == b"two"
-        private_redis.client().script_flush()  # Redis forgot it: sent whole again
+        own_redis.client().script_flush()  # Redis forgot it: sent whole again
         assert await calls.run(echo, [], ["three"]) == b"three"
         replies = await asyncio.gather(*(calls.run(echo, [], [i]) for i in range(200)))
         assert replies == [b"%d" % i for i in range(200)]
@@ -122,30 +130,30 @@ async def test_script_calls_pipeline_and_outlive_a_closed_connection_and_a_flush
 
 
 async def test_a_burst_beyond_the_connection_pool_waits_for_connections(
-    private_redis: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
     settings = EngineSettings(
-        name="redis", redis_url=private_redis.url, redis_prefix="burst", redis_max_connections=4
+        name="redis", redis_url=own_redis.url, redis_prefix="burst", redis_max_connections=4
     )
     engine = RedisEngine(Retention(), settings)
     await engine.start(lambda entries: None, node="burst-node")
     try:
         reads = await asyncio.gather(*(engine.history(f"c{i}", None, None, 1) for i in range(200)))
         assert all(r.entries == [] for r in reads) and engine.available
-        assert private_redis.client().info("clients")["connected_clients"] <= 4 + 3
+        assert own_redis.client().info("clients")["connected_clients"] <= 4 + 3
     finally:
         await engine.close()
 
 
 async def test_a_burst_on_the_pub_sub_client_waits_for_connections(
-    private_redis: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
     """What the Redis edge's sessions write goes through this client, all sessions at once."""
-    settings = EngineSettings(redis_url=private_redis.url, redis_max_connections=4)
+    settings = EngineSettings(redis_url=own_redis.url, redis_max_connections=4)
     redis = connect_pubsub(settings)
     try:
         await asyncio.gather(*(redis.publish("burst", i) for i in range(200)))
-        assert private_redis.client().info("clients")["connected_clients"] <= 4 + 1
+        assert own_redis.client().info("clients")["connected_clients"] <= 4 + 1
     finally:
         await redis.aclose()
 
