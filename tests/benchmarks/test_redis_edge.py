@@ -120,9 +120,7 @@ async def redis_probe(stack: AsyncExitStack, server: RedisServer, path: str, hub
     channel = f"bench.{path}"
     if path in ("raw", "relay"):
         into, out = (
-            (channel, channel)
-            if path == "raw"
-            else (f"relay:pub:{channel}", f"relay:msg:{channel}")
+            (channel, channel) if path == "raw" else (PREFIXES[0] + channel, PREFIXES[1] + channel)
         )
         await pubsub.subscribe(out)
 

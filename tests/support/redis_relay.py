@@ -20,13 +20,7 @@ import sys
 
 import hiredis
 
-
-def command(*parts: bytes) -> bytes:
-    """A command in RESP, as a Redis client writes it."""
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
+from agentplex.redisdirect import command  # RESP packing alone: no client, no hub
 
 
 class Replies(asyncio.Protocol):

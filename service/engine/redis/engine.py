@@ -193,9 +193,10 @@ class RedisEngine(Engine):
                 self.available = True
 
     async def _drop_stale_connections(self) -> None:
-        """Close the pooled connections from before the outage: each would fail its next
-        command (the Redis at their other end is gone), refusing work once more. New ones are
-        made on demand. (A cluster client remakes its node connections by itself.)"""
+        """Close the pooled connections and the publish script's from before the outage: each
+        would fail its next command (the Redis at their other end is gone), refusing work once
+        more. New ones are made on demand. (A cluster client remakes its node connections by
+        itself.)"""
         pool = getattr(self.redis, "connection_pool", None)
         if pool is not None:
             with contextlib.suppress(*_UNREACHABLE):
