@@ -6,9 +6,11 @@ Redis dropped is made again; a closed connection fails the calls waiting on it).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -22,6 +24,7 @@ from agentplex.engine.redis import RedisEngine
 from agentplex.engine.redis.scriptcalls import ScriptCalls
 from agentplex.node import HubNode
 from agentplex.redisconn import connect_pubsub
+from agentplex.v1 import envelope_pb2
 from tests.support.hubs import fast_settings
 from tests.support.redis_server import RedisServer, free_port, redis_server
 from tests.support.streams import take
@@ -72,6 +75,49 @@ async def test_concurrent_publishes_get_the_replies_of_their_own_scripts(
     assert sorted(r.position.seq for r in results) == list(range(1, 101))
     stored = {e.position.seq: e.payload.decode() for e in (await client.history("burst")).envelopes}
     assert [stored[r.position.seq] for r in results] == payloads
+
+
+async def test_housekeeping_runs_when_due_not_on_every_publish(
+    private_redis: RedisServer,
+) -> None:
+    """A channel's key TTLs are pushed out, and expired dedup ids swept, once they are due
+    (the publish script keeps when in the channel's meta hash), not on every publish."""
+    ttl_ms, window_ms = 60_000, 10_000
+    engine = RedisEngine(
+        Retention(history_ttl_ns=ttl_ms * 10**6, dedup_window_ns=window_ms * 10**6),
+        EngineSettings(name="redis", redis_url=private_redis.url, redis_prefix="housekeeping"),
+    )
+    _, log, ids, idx = engine.keys.channel("kept")
+    redis = private_redis.client()
+    await engine.start(lambda entries: None, node="n1")
+    try:
+        t0 = time.time_ns()
+        await engine.publish([_envelope("kept", "a")], t0)
+        assert ttl_ms < redis.pttl(log) <= 2 * ttl_ms
+        assert window_ms < redis.pttl(ids) <= 2 * window_ms
+        assert window_ms < redis.pttl(idx) <= 2 * window_ms
+        redis.pexpire(log, 5000)
+        await engine.publish([_envelope("kept", "b")], t0 + 10**6)  # nothing due yet
+        assert redis.pttl(log) <= 5000 and redis.hexists(ids, "a")
+        # Past the dedup window (and the smaller TTL): "a" and "b" expired and are swept,
+        # and the TTLs are pushed out again.
+        later = t0 + (window_ms + 5) * 10**6
+        out = await engine.publish([_envelope("kept", "a")], later)
+        assert not out[0].duplicate and out[0].seq == 3
+        assert not redis.hexists(ids, "b") and redis.zscore(idx, "b") is None
+        assert redis.pttl(log) > ttl_ms
+    finally:
+        await engine.close()
+
+
+def _envelope(channel: str, envelope_id: str) -> envelope_pb2.Envelope:
+    payload = envelope_id.encode()
+    return envelope_pb2.Envelope(
+        id=envelope_id,
+        channel=channel,
+        payload=payload,
+        sha256=hashlib.sha256(payload).hexdigest(),
+    )
 
 
 @pytest.fixture

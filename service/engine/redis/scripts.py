@@ -7,27 +7,46 @@ Numbers: Lua 5.1 numbers are doubles, exact up to 2^53, so times travel in milli
 
 from __future__ import annotations
 
+# A channel's meta hash holds, beside `epoch` and `top`, when each piece of housekeeping is next
+# due, so that a publish in the steady state runs none of them (in Redis 7 each `redis.call`
+# costs a few microseconds, and these were six of the publish script's fourteen):
+# - `trim_due`: when the log's oldest entry passes the history TTL (its time + ttl). Entries
+#   that MAXLEN drops only make the real oldest younger, so this is never late.
+# - `expire_due`: when the channel's keys need their TTLs pushed out again. They are set to
+#   twice the TTL (history for the log, the dedup window for ids and idx) and refreshed once
+#   the smaller of the two has passed, so each key always outlives its content; an idle
+#   channel's keys go within twice their TTL.
+# - `sweep_due`: when expired dedup ids are next swept from ids and idx. A lingering expired id
+#   is no duplicate (its expiry is checked when it is seen again) and the dedup size bounds
+#   them; a sweep that found a full page is due again at once.
+
 # Drops history older than the TTL from the head of a channel's log, a bounded amount per call
-# (reads skip nothing: `history` trims before it reads). Expects `log`, `now` and `ttl`. The
-# oldest entry alone is read first: it is usually young enough, and reading 64 entries into Lua
-# on every publish cost Redis more than the rest of the script.
+# (reads skip nothing: `history` trims before it reads), once `trim_due` has come. Expects
+# `meta`, `log`, `now`, `ttl` and `trim_due` (meta's field, or nil).
 _TRIM_BY_AGE = """
-local horizon = now - ttl
-local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
-if #oldest > 0 and tonumber(oldest[1][2][2]) < horizon then
-  for _ = 1, 16 do
-    local head = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
-    if #head == 0 then break end
-    local keep = nil
-    for _, entry in ipairs(head) do
-      if tonumber(entry[2][2]) >= horizon then keep = entry[1]; break end
+if not trim_due or tonumber(trim_due) <= now then
+  local horizon = now - ttl
+  local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+  if #oldest > 0 and tonumber(oldest[1][2][2]) < horizon then
+    for _ = 1, 16 do
+      local head = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
+      if #head == 0 then break end
+      local keep = nil
+      for _, entry in ipairs(head) do
+        if tonumber(entry[2][2]) >= horizon then keep = entry[1]; break end
+      end
+      if keep then
+        if keep ~= head[1][1] then redis.call('XTRIM', log, 'MINID', keep) end
+        break
+      end
+      redis.call('XTRIM', log, 'MINID',
+        (tonumber(string.match(head[#head][1], '^%d+')) + 1) .. '-0')
     end
-    if keep then
-      if keep ~= head[1][1] then redis.call('XTRIM', log, 'MINID', keep) end
-      break
-    end
-    redis.call('XTRIM', log, 'MINID', (tonumber(string.match(head[#head][1], '^%d+')) + 1) .. '-0')
+    oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
   end
+  trim_due = now + ttl
+  if #oldest > 0 then trim_due = tonumber(oldest[1][2][2]) + ttl end
+  redis.call('HSET', meta, 'trim_due', trim_due)
 end
 """
 
@@ -46,10 +65,10 @@ PUBLISH = (
 local meta, log, ids, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, size, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, dedup_size = tonumber(ARGV[4]), tonumber(ARGV[5])
-local epoch = redis.call('HGET', meta, 'epoch')
-local top = 0
+local state = redis.call('HMGET', meta, 'epoch', 'top', 'trim_due', 'expire_due', 'sweep_due')
+local epoch, top, trim_due, expire_due, sweep_due = state[1], 0, state[3], state[4], state[5]
 if epoch then
-  top = tonumber(redis.call('HGET', meta, 'top'))
+  top = tonumber(state[2])
 else
   -- A new channel, or one Redis lost: a new epoch tells subscribers their positions are void.
   epoch = ARGV[6]
@@ -58,15 +77,23 @@ end
 """
     + _TRIM_BY_AGE
     + """
-local expired = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 256)
-if #expired > 0 then
-  redis.call('HDEL', ids, unpack(expired))
-  redis.call('ZREM', idx, unpack(expired))
+local due = {}
+if not sweep_due or tonumber(sweep_due) <= now then
+  local expired = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 256)
+  if #expired > 0 then
+    redis.call('HDEL', ids, unpack(expired))
+    redis.call('ZREM', idx, unpack(expired))
+    expire_due = nil  -- emptied keys are made again below without a TTL: set it
+  end
+  sweep_due = now + math.ceil(window / 8)
+  if #expired == 256 then sweep_due = now end
+  due[#due + 1], due[#due + 2] = 'sweep_due', sweep_due
 end
 local fan, mirror = ARGV[7], ARGV[10]
 local mirrored = {}
 local out = {epoch}
 local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. now .. '\\n'}
+local added = false
 local blob, at = ARGV[9], 1
 while at <= #blob do
   local line = string.find(blob, '\\n', at, true)
@@ -98,6 +125,7 @@ while at <= #blob do
     out[#out + 1] = string.sub(hit, sep + 1)
   else
     top = top + 1
+    added = true
     redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'n', ARGV[8], 'e', raw)
     redis.call('ZADD', idx, now + window, id)
     fanned[#fanned + 1] = top .. ' ' .. #raw .. '\\n'
@@ -111,17 +139,23 @@ while at <= #blob do
     out[#out + 1] = sha
   end
 end
-redis.call('HSET', meta, 'epoch', epoch, 'top', top)
-if #fanned > 1 then redis.call('PUBLISH', fan, table.concat(fanned)) end
-for _, json in ipairs(mirrored) do redis.call('PUBLISH', mirror, json) end
-local excess = redis.call('ZCARD', idx) - dedup_size
-if excess > 0 then
-  local popped = redis.call('ZPOPMIN', idx, excess)
-  for j = 1, #popped, 2 do redis.call('HDEL', ids, popped[j]) end
+if added then
+  if #fanned > 1 then redis.call('PUBLISH', fan, table.concat(fanned)) end
+  for _, json in ipairs(mirrored) do redis.call('PUBLISH', mirror, json) end
+  local excess = redis.call('ZCARD', idx) - dedup_size
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', idx, excess)
+    for j = 1, #popped, 2 do redis.call('HDEL', ids, popped[j]) end
+  end
+  -- After the writes: a key that does not exist yet takes no TTL.
+  if not expire_due or tonumber(expire_due) <= now then
+    redis.call('PEXPIRE', log, 2 * ttl)
+    redis.call('PEXPIRE', ids, 2 * window)
+    redis.call('PEXPIRE', idx, 2 * window)
+    due[#due + 1], due[#due + 2] = 'expire_due', now + math.min(ttl, window)
+  end
 end
-redis.call('PEXPIRE', log, ttl)
-redis.call('PEXPIRE', ids, window)
-redis.call('PEXPIRE', idx, window)
+redis.call('HSET', meta, 'epoch', epoch, 'top', top, unpack(due))
 return out
 """
 )
@@ -133,9 +167,10 @@ HISTORY = (
     """
 local meta, log = KEYS[1], KEYS[2]
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local epoch = redis.call('HGET', meta, 'epoch')
+local state = redis.call('HMGET', meta, 'epoch', 'top', 'trim_due')
+local epoch, trim_due = state[1], state[3]
 if not epoch then return {} end
-local top = tonumber(redis.call('HGET', meta, 'top'))
+local top = tonumber(state[2])
 """
     + _TRIM_BY_AGE
     + """
