@@ -2,28 +2,40 @@
 
 A redis-py client checks a connection out of its pool per command, packs through a general
 encoder, wraps the call in retries and runs a response callback, and its caller must be a task
-the event loop wakes first: on a hot path (the mirror's PUBLISHes, the publish script) that is
-most of the hub's share of a round trip. This keeps one connection, made by the client's pool
-(so TLS, password and database are the pool's), writes commands packed here (RESP is a few
-length prefixes) to its socket synchronously, and leaves reading the replies, in the order the
-commands went out, to its owner.
+the event loop wakes first; its reads go through a retry wrapper, a timeout and a push handler.
+On a hot path (the mirror's PUBLISHes, the publish script, the Redis edge's incoming messages)
+that is most of the hub's share of a round trip. This keeps one connection, made by the
+client's pool (so TLS, password and database are the pool's), writes commands packed here
+(RESP is a few length prefixes) to its socket synchronously, and parses what arrives with
+hiredis; its owner reads the replies in the order the commands went out. `DirectSubscriber`
+is such a connection subscribed to patterns.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    NoScriptError,
+    ResponseError,
+    TimeoutError as RedisTimeoutError,
+)
+
+
+def bulk(data: bytes) -> bytes:
+    """A RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
 def command(*parts: bytes) -> bytes:
     """A command in RESP: an array of bulk strings."""
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
+    return b"*%d\r\n" % len(parts) + b"".join([bulk(part) for part in parts])
 
 
 class DirectConnection:
@@ -31,6 +43,7 @@ class DirectConnection:
         self._pool = redis.connection_pool
         self._connection: AbstractConnection | None = None
         self._name = name  # whose connection, for errors
+        self._parser = hiredis.Reader(replyError=ResponseError)
 
     @property
     def connected(self) -> bool:
@@ -51,6 +64,7 @@ class DirectConnection:
             connection: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
             await connection.connect()  # type: ignore[no-untyped-call]
             self._connection = connection
+            self._parser = hiredis.Reader(replyError=ResponseError)  # nothing left from before
 
     def write(self, data: bytes) -> bool:
         """Send packed commands now, without waiting for anything; False (and nothing
@@ -66,14 +80,68 @@ class DirectConnection:
 
     async def read_reply(self) -> Any:
         """The reply to the oldest command not answered yet. An error reply is raised as
-        redis-py's ResponseError (the connection stays usable); a failed connection raises
-        ConnectionError, TimeoutError (after the pool's socket timeout) or OSError."""
-        if self._connection is None:
+        redis-py's ResponseError (NoScriptError for NOSCRIPT; the connection stays usable); a
+        failed connection raises ConnectionError, TimeoutError (after the pool's socket
+        timeout, when it has one) or OSError."""
+        parser = self._parser
+        while (reply := parser.gets()) is False:
+            parser.feed(await self._read_bytes())
+        if isinstance(reply, ResponseError):
+            message = str(reply)
+            raise NoScriptError(message) if message.startswith("NOSCRIPT") else reply
+        return reply
+
+    async def _read_bytes(self) -> bytes:
+        connection = self._connection
+        reader = None if connection is None else connection._reader
+        if connection is None or reader is None:
             raise RedisConnectionError(f"the {self._name} connection to Redis is closed")
-        return await self._connection.read_response()
+        try:
+            async with asyncio.timeout(connection.socket_timeout):
+                data = await reader.read(65536)
+        except TimeoutError:
+            raise RedisTimeoutError(f"the {self._name} connection: no reply in time") from None
+        if not data:
+            raise RedisConnectionError(f"the {self._name} connection to Redis was closed")
+        return data
 
     async def close(self) -> None:
         """Drop the connection (what was written and not answered is the caller's to resend)."""
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.disconnect(nowait=True)
+
+
+class DirectSubscriber:
+    """A PSUBSCRIBEd `DirectConnection`: its messages, as they arrive."""
+
+    def __init__(self, redis: aioredis.Redis, name: str) -> None:
+        self._connection = DirectConnection(redis, name)
+        self._early: list[Any] = []  # messages that came before every confirmation
+
+    async def psubscribe(self, *patterns: str) -> None:
+        """Connect and subscribe; returns once Redis confirmed every pattern."""
+        await self._connection.connect()
+        self._connection.write(command(b"PSUBSCRIBE", *(p.encode() for p in patterns)))
+        confirmed = 0
+        while confirmed < len(patterns):
+            reply = await self._connection.read_reply()
+            if reply[0] == b"psubscribe":
+                confirmed += 1
+            else:
+                self._early.append(reply)
+
+    async def messages(self) -> AsyncIterator[tuple[bytes, bytes]]:
+        """(channel, data) of each message, in the order Redis sent them."""
+        early, self._early = self._early, []
+        for reply in early:
+            if reply[0] == b"pmessage":
+                yield reply[2], reply[3]
+        read = self._connection.read_reply
+        while True:
+            reply = await read()
+            if reply[0] == b"pmessage":
+                yield reply[2], reply[3]
+
+    async def close(self) -> None:
+        await self._connection.close()

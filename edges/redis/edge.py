@@ -25,6 +25,7 @@ from agentplex.edges.redis.names import Names
 from agentplex.edges.redis.sessions import RedisSessions
 from agentplex.hub import Hub
 from agentplex.redisconn import Backoff, connect, connect_pubsub
+from agentplex.redisdirect import DirectSubscriber
 
 log = logging.getLogger("agentplex.edges.redis")
 
@@ -110,15 +111,18 @@ class RedisEdge:
 
     async def _listen(self, backoff: Backoff) -> None:
         names = self.names
-        async with self.redis.pubsub() as pubsub:
-            await pubsub.psubscribe(names.pub_pattern, names.session_in_pattern)
+        subscriber = DirectSubscriber(self.redis, "Redis edge's pub/sub")
+        try:
+            await subscriber.psubscribe(names.pub_pattern, names.session_in_pattern)
             self.subscribed = True
             backoff.reset()
             if not self.leader.held:
                 await self.leader.attempt()
-            async for message in pubsub.listen():
-                if message["type"] == "pmessage" and self.leader.held:
-                    await self._dispatch(message["channel"], message["data"])
+            async for channel, data in subscriber.messages():
+                if self.leader.held:
+                    await self._dispatch(channel, data)
+        finally:
+            await subscriber.close()
 
     async def _dispatch(self, raw_channel: bytes, data: bytes) -> None:
         name = raw_channel.decode(errors="replace")

@@ -227,7 +227,7 @@ class RedisEngine(Engine):
                 self._ttl_ms,
                 self._dedup_ms,
                 self.retention.dedup_size,
-                new_epoch(),
+                new_epoch().encode(),  # bytes: ScriptCalls keeps the encodings of str arguments
                 self.keys.fan(channel),
                 self._node,
                 _pack(group, mirror[1] if mirror else None),

@@ -19,17 +19,25 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError, NoScriptError, ResponseError
 
-from agentplex.redisdirect import DirectConnection, command
+from agentplex.redisdirect import DirectConnection, bulk
+
+_EVALSHA, _EVAL = bulk(b"EVALSHA"), bulk(b"EVAL")
 
 Arg = bytes | str | int
+_CACHED = 4096  # names encoded ahead (keys, channels, node): most of a call's arguments
 
 
-def _encoded(value: Arg) -> bytes:
-    if isinstance(value, int):
-        return b"%d" % value
+def _bulk(value: Arg, cache: dict[str, bytes]) -> bytes:
+    """`value` as a RESP bulk string; a str (a key or a name, which repeat from call to call)
+    is encoded once."""
     if isinstance(value, str):
-        return value.encode()
-    return value
+        encoded = cache.get(value)
+        if encoded is None:
+            if len(cache) >= _CACHED:
+                cache.clear()
+            encoded = cache[value] = bulk(value.encode())
+        return encoded
+    return bulk(b"%d" % value if isinstance(value, int) else value)
 
 
 class ScriptCalls:
@@ -39,17 +47,22 @@ class ScriptCalls:
         self._wake = asyncio.Event()
         self._opening = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
+        self._encoded: dict[str, bytes] = {}
 
     async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run `script` as EVALSHA; sent again whole (EVAL) when Redis no longer has it (a
         restart, SCRIPT FLUSH)."""
-        tail = [b"%d" % len(keys), *map(_encoded, keys), *map(_encoded, args)]
+        cache = self._encoded
+        parts = [_bulk(len(keys), cache), *[_bulk(k, cache) for k in keys]]
+        parts += [_bulk(a, cache) for a in args]
+        tail = b"".join(parts)
+        head = b"*%d\r\n" % (len(parts) + 2)
         try:
-            return await self._call(command(b"EVALSHA", script.sha.encode(), *tail))
+            return await self._call(head + _EVALSHA + _bulk(script.sha, cache) + tail)
         except NoScriptError:
             source = script.script
             body = source.encode() if isinstance(source, str) else bytes(source)
-            return await self._call(command(b"EVAL", body, *tail))
+            return await self._call(head + _EVAL + _bulk(body, cache) + tail)
 
     async def _call(self, data: bytes) -> Any:
         if not self._connection.alive:
