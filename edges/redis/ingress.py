@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from agentplex.core.globmatch import glob_match
+from agentplex.core.globmatch import match_any
 from agentplex.edges.frames import Refused
 from agentplex.edges.redis.codec import decode_publish
 from agentplex.edges.redis.principal import ingress_principal
@@ -30,7 +30,7 @@ class Ingress:
         self.refused = 0
 
     def allows(self, channel: str) -> bool:
-        return any(glob_match(p, channel) for p in self.patterns)
+        return match_any(self.patterns, channel)
 
     def check(self, channel: str) -> None:
         """Refuse a channel outside the allow-list (for Redis sessions too, on top of their

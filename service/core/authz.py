@@ -4,10 +4,11 @@ audited here."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NoReturn
 
 from agentplex import audit
-from agentplex.core.globmatch import glob_match, is_pattern
+from agentplex.core.globmatch import is_pattern, match_any
 from agentplex.core.principal import Principal
 from agentplex.core.validation import inbox_owner, is_inbox, is_system
 from agentplex.errors import PermissionDenied
@@ -23,13 +24,19 @@ def _scoped(principal: Principal, action: str, channel: str) -> bool:
     carries every task's input and result) are reached only by globs that start with `_`,
     as a shell's `*` skips dotfiles: `subscribe:*` does not read them, `subscribe:_sys.*`
     does."""
+    return principal.is_admin or match_any(
+        _globs(principal.scopes, action, is_system(channel)), channel
+    )
+
+
+@lru_cache(maxsize=1024)
+def _globs(scopes: frozenset[str], action: str, system: bool) -> tuple[str, ...]:
+    """The globs of `<action>:` scopes that may reach a system channel, or any channel."""
     prefix = action + ":"
-    system = is_system(channel)
-    return principal.is_admin or any(
-        scope.startswith(prefix)
-        and (not system or scope.startswith("_", len(prefix)))
-        and glob_match(scope[len(prefix) :], channel)
-        for scope in principal.scopes
+    return tuple(
+        scope[len(prefix) :]
+        for scope in sorted(scopes)
+        if scope.startswith(prefix) and (not system or scope.startswith("_", len(prefix)))
     )
 
 

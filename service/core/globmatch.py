@@ -74,3 +74,10 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
 
 def glob_match(pattern: str, name: str) -> bool:
     return compile_glob(pattern).fullmatch(name) is not None
+
+
+@lru_cache(maxsize=16384)
+def match_any(patterns: tuple[str, ...] | frozenset[str], name: str) -> bool:
+    """Whether any of `patterns` matches `name`, remembered: access checks (scopes, the Redis
+    edge's allow-list) ask this for the same few patterns and channels on every message."""
+    return any(glob_match(pattern, name) for pattern in patterns)
