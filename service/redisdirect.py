@@ -13,7 +13,6 @@ is such a connection subscribed to patterns.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +23,6 @@ from redis.exceptions import (
     ConnectionError as RedisConnectionError,
     NoScriptError,
     ResponseError,
-    TimeoutError as RedisTimeoutError,
 )
 
 
@@ -81,8 +79,8 @@ class DirectConnection:
     async def read_reply(self) -> Any:
         """The reply to the oldest command not answered yet. An error reply is raised as
         redis-py's ResponseError (NoScriptError for NOSCRIPT; the connection stays usable); a
-        failed connection raises ConnectionError, TimeoutError (after the pool's socket
-        timeout, when it has one) or OSError."""
+        failed connection raises ConnectionError or OSError. It waits as long as it takes: an
+        owner that wants replies in time watches for them itself (see ScriptCalls)."""
         parser = self._parser
         while (reply := parser.gets()) is False:
             parser.feed(await self._read_bytes())
@@ -94,13 +92,9 @@ class DirectConnection:
     async def _read_bytes(self) -> bytes:
         connection = self._connection
         reader = None if connection is None else connection._reader
-        if connection is None or reader is None:
+        if reader is None:
             raise RedisConnectionError(f"the {self._name} connection to Redis is closed")
-        try:
-            async with asyncio.timeout(connection.socket_timeout):
-                data = await reader.read(65536)
-        except TimeoutError:
-            raise RedisTimeoutError(f"the {self._name} connection: no reply in time") from None
+        data = await reader.read(65536)
         if not data:
             raise RedisConnectionError(f"the {self._name} connection to Redis was closed")
         return data

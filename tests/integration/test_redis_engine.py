@@ -15,7 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    ResponseError,
+    TimeoutError as RedisTimeoutError,
+)
 
 from agentplex.client import Client
 from agentplex.config import EngineSettings
@@ -170,6 +174,28 @@ async def test_script_calls_pipeline_and_outlive_a_closed_connection_and_a_flush
         with pytest.raises(RedisConnectionError):
             await waiting
         assert await calls.run(echo, [], ["reopened"]) == b"reopened"
+    finally:
+        await calls.close()
+        await redis.aclose()
+
+
+async def test_script_calls_time_out_on_a_stalled_redis_and_recover(
+    own_redis: RedisServer,
+) -> None:
+    """A reply later than the client's socket timeout fails every call waiting on it (the
+    engine then answers UNAVAILABLE), and the next call goes out on a new connection."""
+    redis = aioredis.Redis(host=own_redis.host, port=own_redis.port, socket_timeout=0.05)
+    calls = ScriptCalls(redis)
+    echo = redis.register_script("return ARGV[1]")
+    try:
+        assert await calls.run(echo, [], ["before"]) == b"before"
+        own_redis.client().script_load(SLOW)  # so that it goes out first, as EVALSHA
+        slow = calls.run(redis.register_script(SLOW), [], [])
+        behind = calls.run(echo, [], ["behind the slow one"])
+        results = await asyncio.gather(slow, behind, return_exceptions=True)
+        assert all(isinstance(r, RedisTimeoutError) for r in results), results
+        await asyncio.sleep(0.25)  # the slow script ends
+        assert await calls.run(echo, [], ["after"]) == b"after"
     finally:
         await calls.close()
         await redis.aclose()

@@ -61,6 +61,7 @@ GAP_PAGE = 1000
 # Queue members sort by (priority descending, submit time, arrival): fixed-width digits.
 _PRIORITY_BIAS = 1 << 31
 _MEMBER_ID_AT = 10 + 20 + 20 + 1
+_NAMES_KEPT = 4096  # channels whose key and pub/sub names are kept made
 
 
 def _guarded(
@@ -122,6 +123,7 @@ class RedisEngine(Engine):
         self._dedup_ms = retention.dedup_window_ns // 1_000_000
         self._node = ""
         self._mirror: tuple[str, JsonParts] | None = None
+        self._names: dict[str, tuple[list[str], str, str]] = {}
         self._fanout: Fanout | None = None
         self._watcher: asyncio.Task[None] | None = None
         register = self.redis.register_script
@@ -206,7 +208,22 @@ class RedisEngine(Engine):
 
     def mirror(self, channel_prefix: str, parts: JsonParts | None) -> bool:
         self._mirror = None if parts is None else (channel_prefix, parts)
+        self._names.clear()
         return True
+
+    def _names_of(self, channel: str) -> tuple[list[str], str, str]:
+        """A channel's keys, fan-out channel and mirror channel ('' for none), made once."""
+        names = self._names.get(channel)
+        if names is None:
+            if len(self._names) >= _NAMES_KEPT:
+                self._names.clear()
+            mirror = self._mirror[0] + channel if self._mirror else ""
+            names = self._names[channel] = (
+                self.keys.channel(channel),
+                self.keys.fan(channel),
+                mirror,
+            )
+        return names
 
     # Channels -------------------------------------------------------------------------------
 
@@ -215,12 +232,13 @@ class RedisEngine(Engine):
         self, envelopes: Sequence[envelope_pb2.Envelope], now_ns: int
     ) -> list[Outcome]:
         now_ms = now_ns // 1_000_000
-        mirror = self._mirror
+        json = self._mirror[1] if self._mirror else None
         groups: dict[str, list[envelope_pb2.Envelope]] = {}
         for env in envelopes:
             groups.setdefault(env.channel, []).append(env)
         calls = []
         for channel, group in groups.items():
+            keys, fan, mirror = self._names_of(channel)
             args: list[Any] = [
                 now_ms,
                 self.retention.history_size,
@@ -228,12 +246,11 @@ class RedisEngine(Engine):
                 self._dedup_ms,
                 self.retention.dedup_size,
                 new_epoch().encode(),  # bytes: ScriptCalls keeps the encodings of str arguments
-                self.keys.fan(channel),
+                fan,
                 self._node,
-                _pack(group, mirror[1] if mirror else None),
-                mirror[0] + channel if mirror else "",
+                _pack(group, json),
+                mirror,
             ]
-            keys = self.keys.channel(channel)
             if self._publish_calls is None:
                 calls.append(self._publish(keys=keys, args=args))
             else:

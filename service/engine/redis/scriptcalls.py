@@ -3,7 +3,9 @@ of redis-py's client per round trip on the path every publish waits for. The com
 from the publishing coroutine's own step; replies are matched to callers in the order their
 commands went out, so concurrent publishes pipeline. A connection that fails or times out fails
 every call waiting on it, and the next call makes a new one, as it does for a connection Redis
-closed while it was idle.
+closed while it was idle. A connection that is silent for the client's socket timeout
+(`engine.redis_timeout`) while calls wait counts as failed: a watchdog timer, armed while
+anything waits, checks that, so no read pays for a timeout of its own.
 
 Standalone Redis only: a Cluster client routes each script to the node of its keys' slot.
 """
@@ -11,13 +13,19 @@ Standalone Redis only: a Cluster client routes each script to the node of its ke
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError, NoScriptError, ResponseError
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    NoScriptError,
+    ResponseError,
+    TimeoutError as RedisTimeoutError,
+)
 
 from agentplex.redisdirect import DirectConnection, bulk
 
@@ -48,6 +56,9 @@ class ScriptCalls:
         self._opening = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._encoded: dict[str, bytes] = {}
+        self._timeout: float | None = redis.connection_pool.connection_kwargs.get("socket_timeout")
+        self._progress = 0.0  # when the last reply came, or a call went to an idle connection
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run `script` as EVALSHA; sent again whole (EVAL) when Redis no longer has it (a
@@ -64,15 +75,47 @@ class ScriptCalls:
             body = source.encode() if isinstance(source, str) else bytes(source)
             return await self._call(head + _EVAL + _bulk(body, cache) + tail)
 
-    async def _call(self, data: bytes) -> Any:
+    def _call(self, data: bytes) -> Awaitable[Any]:
+        """The reply, to await. On an open connection the command is sent at once, with no
+        coroutine in between."""
         if not self._connection.alive:
-            await self._open()
-        future = asyncio.get_running_loop().create_future()
+            return self._open_and_send(data)
+        return self._send(data)
+
+    def _send(self, data: bytes) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         if not self._connection.write(data):
             raise RedisConnectionError("the publish script's connection to Redis is closed")
+        if not self._waiting:
+            self._progress = time.monotonic()
+            if self._watchdog is None and self._timeout:
+                self._watchdog = loop.call_later(self._timeout, self._watch)
         self._waiting.append(future)
         self._wake.set()
-        return await future
+        return future
+
+    def _watch(self) -> None:
+        """While calls wait: fail them all once Redis has been silent for the timeout."""
+        self._watchdog = None
+        timeout = self._timeout
+        if not self._waiting or not timeout:
+            return
+        silent = time.monotonic() - self._progress
+        if silent < timeout:
+            self._watchdog = asyncio.get_running_loop().call_later(timeout - silent, self._watch)
+            return
+        self._fail_waiting(
+            RedisTimeoutError(
+                f"Redis sent no reply to the publish script for {timeout:g}s (engine.redis_timeout)"
+            )
+        )
+        if self._reader is not None:
+            self._reader.cancel()  # it closes the connection
+
+    async def _open_and_send(self, data: bytes) -> Any:
+        await self._open()
+        return await self._send(data)
 
     async def _open(self) -> None:
         async with self._opening:
@@ -97,6 +140,7 @@ class ScriptCalls:
                     if not future.done():
                         future.set_exception(err)
                     continue
+                self._progress = time.monotonic()
                 future = waiting.popleft()
                 if not future.done():  # its caller may have been cancelled
                     future.set_result(reply)
@@ -107,15 +151,21 @@ class ScriptCalls:
             await self._fail(err)
 
     async def _fail(self, err: Exception) -> None:
+        self._fail_waiting(err)
+        await self._connection.close()
+
+    def _fail_waiting(self, err: Exception) -> None:
         waiting = self._waiting
         while waiting:
             future = waiting.popleft()
             if not future.done():
                 future.set_exception(err)
-        await self._connection.close()
 
     async def close(self) -> None:
         """Drop the connection; calls waiting on it fail with ConnectionError."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         reader, self._reader = self._reader, None
         if reader is not None and not reader.done():
             reader.cancel()
