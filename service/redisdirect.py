@@ -107,16 +107,27 @@ class DirectConnection:
 
 
 class DirectSubscriber:
-    """A PSUBSCRIBEd `DirectConnection`: its messages, as they arrive."""
+    """A subscribed `DirectConnection`: what Redis pushes on it (messages and the
+    confirmations of (un)subscribing, as lists: `[b"message", channel, data]`,
+    `[b"pmessage", pattern, channel, data]`, `[b"subscribe", channel, count]`, ...)."""
 
     def __init__(self, redis: aioredis.Redis, name: str) -> None:
         self._connection = DirectConnection(redis, name)
-        self._early: list[Any] = []  # messages that came before every confirmation
+        self._name = name
+        self._early: list[Any] = []  # read while waiting for confirmations
+
+    async def connect(self) -> None:
+        await self._connection.connect()
+
+    def send(self, *parts: bytes) -> None:
+        """Write a command ((P)(UN)SUBSCRIBE); what Redis answers comes among `replies`."""
+        if not self._connection.write(command(*parts)):
+            raise RedisConnectionError(f"the {self._name} connection to Redis is closed")
 
     async def psubscribe(self, *patterns: str) -> None:
-        """Connect and subscribe; returns once Redis confirmed every pattern."""
-        await self._connection.connect()
-        self._connection.write(command(b"PSUBSCRIBE", *(p.encode() for p in patterns)))
+        """Connect and subscribe to patterns; returns once Redis confirmed every one."""
+        await self.connect()
+        self.send(b"PSUBSCRIBE", *(p.encode() for p in patterns))
         confirmed = 0
         while confirmed < len(patterns):
             reply = await self._connection.read_reply()
@@ -125,17 +136,14 @@ class DirectSubscriber:
             else:
                 self._early.append(reply)
 
-    async def messages(self) -> AsyncIterator[tuple[bytes, bytes]]:
-        """(channel, data) of each message, in the order Redis sent them."""
+    async def replies(self) -> AsyncIterator[Any]:
+        """Everything Redis pushes, in order, until the connection fails."""
         early, self._early = self._early, []
         for reply in early:
-            if reply[0] == b"pmessage":
-                yield reply[2], reply[3]
+            yield reply
         read = self._connection.read_reply
         while True:
-            reply = await read()
-            if reply[0] == b"pmessage":
-                yield reply[2], reply[3]
+            yield await read()
 
     async def close(self) -> None:
         await self._connection.close()

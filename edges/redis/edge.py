@@ -118,9 +118,9 @@ class RedisEdge:
             backoff.reset()
             if not self.leader.held:
                 await self.leader.attempt()
-            async for channel, data in subscriber.messages():
-                if self.leader.held:
-                    await self._dispatch(channel, data)
+            async for reply in subscriber.replies():
+                if reply[0] == b"pmessage" and self.leader.held:
+                    await self._dispatch(reply[2], reply[3])
         finally:
             await subscriber.close()
 

@@ -29,6 +29,7 @@ from agentplex.core.wire import with_position
 from agentplex.engine.base import NodeMessageHandler, PublicationHandler
 from agentplex.engine.redis.keys import Keys
 from agentplex.redisconn import Backoff
+from agentplex.redisdirect import DirectSubscriber
 from agentplex.v1 import envelope_pb2
 
 log = logging.getLogger("agentplex.engine.redis")
@@ -80,7 +81,7 @@ class Fanout:
         self._on_publications = on_publications
         self._on_node_message = on_node_message
         self._wanted: set[str] = set()  # hub channels and patterns
-        self._pubsub: Any = None
+        self._subscriber: DirectSubscriber | None = None
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -95,67 +96,64 @@ class Fanout:
     async def listen(self, channel: str) -> None:
         """Subscribe, and return once Redis confirmed it (a publish after this is heard)."""
         self._wanted.add(channel)
-        if self._connected.is_set():
+        if self._subscriber is not None and self._connected.is_set():
             with contextlib.suppress(RedisError, OSError):
-                await self._subscribe(self._pubsub, [channel])
+                await self._subscribe(self._subscriber, [channel])
         # Not connected: the reconnect subscribes everything wanted.
 
     async def unlisten(self, channel: str) -> None:
         self._wanted.discard(channel)
-        if self._connected.is_set():
-            name = self._keys.fan(channel)
+        if self._subscriber is not None and self._connected.is_set():
+            verb = b"PUNSUBSCRIBE" if is_pattern(channel) else b"UNSUBSCRIBE"
             with contextlib.suppress(RedisError, OSError):
-                if is_pattern(channel):
-                    await self._pubsub.punsubscribe(name)
-                else:
-                    await self._pubsub.unsubscribe(name)
+                self._subscriber.send(verb, self._keys.fan(channel).encode())
 
-    async def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
+    async def _subscribe(self, subscriber: DirectSubscriber, channels: list[str]) -> None:
         loop = asyncio.get_running_loop()
         waits = []
         for channel in channels:
-            name = self._keys.fan(channel)
-            future = self._confirmations.get(name.encode())
+            name = self._keys.fan(channel).encode()
+            future = self._confirmations.get(name)
             if future is None or future.done():
-                future = self._confirmations[name.encode()] = loop.create_future()
+                future = self._confirmations[name] = loop.create_future()
             waits.append(future)
-            if is_pattern(channel):
-                await pubsub.psubscribe(name)
-            else:
-                await pubsub.subscribe(name)
+            subscriber.send(b"PSUBSCRIBE" if is_pattern(channel) else b"SUBSCRIBE", name)
         await asyncio.gather(*waits)
 
     async def _run(self) -> None:
         backoff = Backoff()
-        while True:
-            client: Any = self._connect()
-            pubsub = client.pubsub()
-            reader: asyncio.Task[None] | None = None
-            try:
-                await pubsub.subscribe(*self._node_channels)
-                reader = asyncio.get_running_loop().create_task(self._read(pubsub))
-                self._held = []
-                await self._subscribe(pubsub, sorted(self._wanted))
-                await self._fill_gaps()
-                self._pubsub = pubsub
-                self._connected.set()
-                backoff.reset()
-                await reader
-            except (RedisError, OSError) as err:
-                log.warning("redis pub/sub connection lost (%s); reconnecting", err)
-            finally:
-                self._held = None
-                self._connected.clear()
-                await cancel_and_wait(reader)
-                for future in self._confirmations.values():
-                    if not future.done():
-                        future.cancel()
-                self._confirmations.clear()
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
-                with contextlib.suppress(RedisError, OSError):
-                    await client.aclose()
-            await asyncio.sleep(backoff.delay())
+        client = self._connect()
+        try:
+            while True:
+                subscriber = DirectSubscriber(client, "fan-out's pub/sub")
+                reader: asyncio.Task[None] | None = None
+                try:
+                    await subscriber.connect()
+                    subscriber.send(b"SUBSCRIBE", *self._node_channels)
+                    reader = asyncio.get_running_loop().create_task(self._read(subscriber))
+                    self._held = []
+                    await self._subscribe(subscriber, sorted(self._wanted))
+                    await self._fill_gaps()
+                    self._subscriber = subscriber
+                    self._connected.set()
+                    backoff.reset()
+                    await reader
+                except (RedisError, OSError) as err:
+                    log.warning("redis pub/sub connection lost (%s); reconnecting", err)
+                finally:
+                    self._held = None
+                    self._subscriber = None
+                    self._connected.clear()
+                    await cancel_and_wait(reader)
+                    for future in self._confirmations.values():
+                        if not future.done():
+                            future.cancel()
+                    self._confirmations.clear()
+                    await subscriber.close()
+                await asyncio.sleep(backoff.delay())
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
 
     def _pass_on(self, entries: Sequence[Accepted]) -> None:
         """Hand entries on in increasing seq per channel, skipping any already passed on."""
@@ -188,32 +186,32 @@ class Fanout:
             for wanted in self._wanted
         )
 
-    async def _read(self, pubsub: Any) -> None:
-        while True:
-            message = await pubsub.get_message(timeout=None)
-            if message is not None:
-                try:
-                    self._dispatch(message)
-                except Exception:  # a handler's bug must not cost the node its fan-out
-                    log.exception("handling a pub/sub message failed")
+    async def _read(self, subscriber: DirectSubscriber) -> None:
+        async for reply in subscriber.replies():
+            try:
+                self._dispatch(reply)
+            except Exception:  # a handler's bug must not cost the node its fan-out
+                log.exception("handling a pub/sub message failed")
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind in ("message", "pmessage"):
-            data = message["data"]
-            if message["channel"] in self._node_channels:
+    def _dispatch(self, reply: list[Any]) -> None:
+        """`[b"message", channel, data]`, `[b"pmessage", pattern, channel, data]`, or the
+        confirmation of a subscription."""
+        kind = reply[0]
+        if kind == b"message" or kind == b"pmessage":
+            channel, data = reply[-2], reply[-1]
+            if channel in self._node_channels:
                 self._on_node_message(data)
                 return
             try:
                 entries = decode_publications(data, self._node)
             except (ValueError, DecodeError):
-                log.warning("dropped an undecodable message on %r", message["channel"])
+                log.warning("dropped an undecodable message on %r", channel)
                 return
             if self._held is not None:
                 self._held.extend(entries)
             else:
                 self._pass_on(entries)
-        elif kind in ("subscribe", "psubscribe"):
-            future = self._confirmations.pop(message["channel"], None)
+        elif kind == b"subscribe" or kind == b"psubscribe":
+            future = self._confirmations.pop(reply[1], None)
             if future is not None and not future.done():
                 future.set_result(None)
