@@ -118,6 +118,21 @@ async def test_duplicates_return_the_original_and_store_nothing(
     assert [e.envelope.payload for e in page.entries] == [b"x", b"y"]
 
 
+async def test_an_id_repeated_within_one_publish_is_a_duplicate_of_its_first(
+    started: tuple[Engine, Recorder],
+) -> None:
+    engine, recorder = started
+    out = await engine.publish(
+        [env("a", b"1", "twice"), env("a", b"2", "other"), env("a", b"3", "twice")],
+        time.time_ns(),
+    )
+    assert [(o.seq, o.duplicate) for o in out] == [(1, False), (2, False), (1, True)]
+    assert out[2].sha256 == out[0].sha256
+    assert await delivered(recorder, 2) == [("a", 1), ("a", 2)]
+    page = await engine.history("a", None, None, 10)
+    assert [e.envelope.payload for e in page.entries] == [b"1", b"2"]
+
+
 async def test_history_is_bounded_and_replays_after_a_position(
     started: tuple[Engine, Recorder],
 ) -> None:

@@ -62,6 +62,12 @@ end
 # message each there: the JSON with its position.
 PUBLISH = (
     """
+-- One command over many arguments, a bounded number at a time (Lua's unpack has a limit).
+local function in_chunks(command, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
+  end
+end
 local meta, log, ids, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, size, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, dedup_size = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -94,6 +100,7 @@ local mirrored = {}
 local out = {epoch}
 local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. now .. '\\n'}
 local added = false
+local expiries, expiry_args = {}, {}  -- ids accepted here; ZADD's score and member pairs
 local blob, at = ARGV[9], 1
 while at <= #blob do
   local line = string.find(blob, '\\n', at, true)
@@ -109,11 +116,11 @@ while at <= #blob do
   local raw = string.sub(blob, sha_end + 1, raw_end)
   at = tail_end + 1
   -- The common case, a new id, costs one HSETNX; a known one is a duplicate while its expiry
-  -- has not passed.
+  -- has not passed (one accepted earlier in this call has its expiry added below).
   local hit = nil
   if redis.call('HSETNX', ids, id, (top + 1) .. ':' .. sha) == 0 then
     hit = redis.call('HGET', ids, id)
-    if tonumber(redis.call('ZSCORE', idx, id) or 0) < now then
+    if not expiries[id] and tonumber(redis.call('ZSCORE', idx, id) or 0) < now then
       hit = nil
       redis.call('HSET', ids, id, (top + 1) .. ':' .. sha)
     end
@@ -127,7 +134,9 @@ while at <= #blob do
     top = top + 1
     added = true
     redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'n', ARGV[8], 'e', raw)
-    redis.call('ZADD', idx, now + window, id)
+    expiries[id] = true
+    expiry_args[#expiry_args + 1] = now + window
+    expiry_args[#expiry_args + 1] = id
     fanned[#fanned + 1] = top .. ' ' .. #raw .. '\\n'
     fanned[#fanned + 1] = raw
     if mirror ~= '' then
@@ -140,12 +149,15 @@ while at <= #blob do
   end
 end
 if added then
+  in_chunks('ZADD', idx, expiry_args)
   if #fanned > 1 then redis.call('PUBLISH', fan, table.concat(fanned)) end
   for _, json in ipairs(mirrored) do redis.call('PUBLISH', mirror, json) end
   local excess = redis.call('ZCARD', idx) - dedup_size
   if excess > 0 then
     local popped = redis.call('ZPOPMIN', idx, excess)
-    for j = 1, #popped, 2 do redis.call('HDEL', ids, popped[j]) end
+    local gone = {}
+    for j = 1, #popped, 2 do gone[#gone + 1] = popped[j] end
+    in_chunks('HDEL', ids, gone)
   end
   -- After the writes: a key that does not exist yet takes no TTL.
   if not expire_due or tonumber(expire_due) <= now then
