@@ -8,7 +8,7 @@ that is most of the hub's share of a round trip. This keeps one connection, made
 client's pool (so TLS, password and database are the pool's), writes commands packed here
 (RESP is a few length prefixes) to its socket synchronously, and parses what arrives with
 hiredis; its owner reads the replies in the order the commands went out. `DirectSubscriber`
-is such a connection subscribed to patterns.
+is such a connection in subscribed mode (the Redis edge's and the engine's fan-out's).
 """
 
 from __future__ import annotations
