@@ -530,6 +530,17 @@ class Session:
         gone = [c for c in sub.channels if c not in still]
         if gone:
             await self._request(ss.ConnectRequest(unsubscribe=ss.Unsubscribe(channels=gone)))
+        # What waits in its queue can still be read, but no ack is expected for it any more
+        # (the hub stopped redelivering it): it must not hold back acks of redeliveries.
+        waiting = []
+        while not sub.queue.empty():
+            waiting.append(sub.queue.get_nowait())
+        for message in waiting:
+            if message is not None and not any(
+                other.ack and other.wants(message.envelope.channel) for other in self._subs
+            ):
+                self._unacked.discard(_key(message.envelope))
+            sub.queue.put_nowait(message)
         sub.queue.put_nowait(None)
 
     def _inbox_name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentplex.core.channel_log import Accepted
@@ -55,6 +56,12 @@ class AckTracker:
         for entry, attempt in out:
             self.track(entry, attempt, now_ns)
         return out
+
+    def keep_only(self, wanted: Callable[[str], bool]) -> None:
+        """Forget the deliveries of channels that no longer want acks (after an unsubscribe):
+        nobody will acknowledge them, and they would be redelivered for as long as the
+        session lives, filling its `limits.max_unacked`."""
+        self._pending = {key: item for key, item in self._pending.items() if wanted(key[0])}
 
     def attempts(self) -> dict[tuple[str, int], int]:
         """Attempts made so far for every pending delivery."""

@@ -377,6 +377,7 @@ class Session:
             if self.subscriptions.pop(name, None) is not None:
                 await self.hub.unlisten(self, name)
         self._plans.clear()
+        self.acks.keep_only(lambda channel: self._plan(channel)[1])
         self._receipt(frame.ref)
 
     async def unsubscribe_all(self) -> None:

@@ -110,6 +110,44 @@ async def test_only_the_owner_reads_an_inbox(client: Client) -> None:
         assert got.envelope.payload == b"mine"
 
 
+async def test_unsubscribing_ends_redelivery_of_what_was_not_acked(client: Client) -> None:
+    raw = Raw(client)
+    await raw.send(hello=ss.Hello(card=Card(id="quitter")))
+    await raw.read_kind("welcome")
+    beating = raw.keep_alive()
+    await raw.send(ref="s", subscribe=ss.Subscribe(channels=["chores"], ack=True))
+    await raw.read_kind("receipt")
+    await client.publish("chores", "never acked")
+    first = await raw.read_kind("deliveries")
+    assert [d.attempt for d in first.deliveries.deliveries] == [1]
+    await raw.send(ref="u", unsubscribe=ss.Unsubscribe(channels=["chores"]))
+    await raw.read_kind("receipt")
+    # ack_timeout is 0.5 s in fast_settings: a redelivery would come well within 2 s.
+    with pytest.raises(asyncio.TimeoutError):
+        await raw.read_kind("deliveries", timeout=2)
+    beating.cancel()
+    raw.call.cancel()
+
+
+async def test_unsubscribing_lets_go_of_what_was_left_unread(client: Client) -> None:
+    """The SDK's side: deliveries still queued when an acked subscription ends can be read,
+    and no longer count as awaiting an ack (nothing is kept for them)."""
+    async with client.session(Card(id="leaver")) as session:
+        sub = await session.subscribe("errands", ack=True, auto_ack=False)
+        await client.publish("errands", "one")
+        await client.publish("errands", "two")
+        [first] = await take(sub, 1)
+
+        async def both_arrived() -> bool:
+            return sub.queue.qsize() == 1
+
+        await until(both_arrived)
+        await sub.unsubscribe()
+        assert [m.envelope.payload async for m in sub] == [b"two"]
+        await first.ack()
+        assert not session._unacked  # the leak this guards against: a key per unread message
+
+
 async def test_unacked_delivery_is_redelivered_with_attempt_count(client: Client) -> None:
     async with client.session(Card(id="slowpoke")) as session:
         sub = await session.subscribe("work", ack=True, auto_ack=False)

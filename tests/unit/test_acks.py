@@ -134,3 +134,12 @@ def test_tracker_agrees_with_model(limit: int, ops: list[tuple[str, tuple[str, i
         for channel in ("a", "b"):
             held = [seq for ch, seq in model if ch == channel]
             assert acks.lowest_pending(channel) == (min(held) if held else None)
+
+
+def test_keep_only_forgets_channels_that_no_longer_want_acks_and_keeps_due_order() -> None:
+    acks = AckTracker(TIMEOUT, limit=10)
+    for at, (channel, seq) in enumerate([("a", 1), ("b", 1), ("a", 2), ("c", 1)]):
+        acks.track(entry(channel, seq), 1, now_ns=at)
+    acks.keep_only(lambda channel: channel != "a")
+    assert list(acks.attempts()) == [("b", 1), ("c", 1)]
+    assert [(e.channel, e.seq) for e, _ in acks.due(TIMEOUT + 10)] == [("b", 1), ("c", 1)]
