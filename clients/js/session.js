@@ -525,6 +525,14 @@ export class Session {
     const still = new Set(this.#subs.flatMap((other) => other.channels));
     const gone = sub.channels.filter((channel) => !still.has(channel));
     if (gone.length) await this.#request({ unsubscribe: { channels: gone } });
+    // What waits in its queue can still be read, but no ack is expected for it any more (the
+    // hub stopped redelivering it): it must not hold back acks of redeliveries.
+    for (const { envelope } of sub.waiting) {
+      const channel = envelope.channel;
+      if (!this.#subs.some((other) => other.ack && other.wants(channel))) {
+        this.#unacked.delete(keyOf(envelope));
+      }
+    }
   }
 
   #inboxName() {

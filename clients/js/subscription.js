@@ -119,6 +119,11 @@ export class Subscription {
     }
   }
 
+  /** Messages received and not handed over yet. */
+  get waiting() {
+    return [...this.#queue];
+  }
+
   /** No more messages: iteration ends once the queue is drained. */
   end() {
     this.#ended = true;

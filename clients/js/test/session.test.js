@@ -125,6 +125,38 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
     }
   });
 
+  test("what an ended subscription left unread does not hold back acks of its replays", async () => {
+    /** @type {string[]} */
+    const acked = [];
+    class SpySocket extends WebSocket {
+      /** @param {string | ArrayBufferLike | Blob | ArrayBufferView} data */
+      send(data) {
+        for (const { position } of JSON.parse(String(data)).ack?.positions ?? []) {
+          acked.push(position.seq);
+        }
+        super.send(data);
+      }
+    }
+    const agent = await connect(WS_URL, { card: { id: "js-leaver" }, WebSocket: SpySocket });
+    try {
+      const first = await agent.subscribe("js-left", { ack: true, autoAck: false });
+      await python.call("publish", { channel: "js-left", payloads: ["read", "unread"] });
+      await collect(first, 1);
+      await sleep(100); // "unread" arrives and waits in the queue
+      await first.unsubscribe();
+      // A replay from the start: both are old news to the session. "read" is still held by the
+      // application (no ack for it yet); "unread" was let go with its subscription, so it is
+      // acknowledged at once instead of coming back after every ack timeout.
+      await agent.subscribe("js-left", { ack: true, since: { "js-left": 0 } });
+      const deadline = Date.now() + 2_000;
+      while (!acked.includes("2") && Date.now() < deadline) await sleep(20);
+      assert.ok(acked.includes("2"), "the replayed unread message was not acknowledged");
+      assert.ok(!acked.includes("1"), "the message the application holds was acknowledged");
+    } finally {
+      await agent.close();
+    }
+  });
+
   test("an acknowledged message comes once; one waiting unread is not acknowledged", async () => {
     // The hub under test redelivers what is left unacknowledged after 0.5 s (test_js_client.py).
     // The session drops a redelivery it has seen, so watch the raw frames.
