@@ -136,13 +136,14 @@ class ScriptCalls:
                 try:
                     reply = await self._connection.read_reply()
                 except ResponseError as err:  # an error reply: the connection is fine
-                    future = waiting.popleft()
-                    if not future.done():
-                        future.set_exception(err)
-                    continue
+                    reply = err
                 self._progress = time.monotonic()
                 future = waiting.popleft()
-                if not future.done():  # its caller may have been cancelled
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, ResponseError):
+                    future.set_exception(reply)
+                else:
                     future.set_result(reply)
         except asyncio.CancelledError:
             await self._fail(RedisConnectionError("the publish script's connection was closed"))
