@@ -53,6 +53,20 @@ class Raw:
             if frame.WhichOneof("frame") == kind:
                 return frame
 
+    async def acking_agent(self, agent_id: str, channel: str) -> asyncio.Task[None]:
+        """Register as `agent_id`, heartbeat, and subscribe to `channel` with acks; returns
+        the heartbeat task (see `close`)."""
+        await self.send(hello=ss.Hello(card=Card(id=agent_id)))
+        await self.read_kind("welcome")
+        beating = self.keep_alive()
+        await self.send(ref="s", subscribe=ss.Subscribe(channels=[channel], ack=True))
+        await self.read_kind("receipt")
+        return beating
+
+    def close(self, beating: asyncio.Task[None]) -> None:
+        beating.cancel()
+        self.call.cancel()
+
 
 async def test_hello_registers_agent_and_goodbye_removes_it(client: Client) -> None:
     async with client.session(Card(id="worker-1", capabilities=["python"])) as session:
@@ -112,11 +126,7 @@ async def test_only_the_owner_reads_an_inbox(client: Client) -> None:
 
 async def test_unsubscribing_ends_redelivery_of_what_was_not_acked(client: Client) -> None:
     raw = Raw(client)
-    await raw.send(hello=ss.Hello(card=Card(id="quitter")))
-    await raw.read_kind("welcome")
-    beating = raw.keep_alive()
-    await raw.send(ref="s", subscribe=ss.Subscribe(channels=["chores"], ack=True))
-    await raw.read_kind("receipt")
+    beating = await raw.acking_agent("quitter", "chores")
     await client.publish("chores", "never acked")
     first = await raw.read_kind("deliveries")
     assert [d.attempt for d in first.deliveries.deliveries] == [1]
@@ -125,8 +135,7 @@ async def test_unsubscribing_ends_redelivery_of_what_was_not_acked(client: Clien
     # ack_timeout is 0.5 s in fast_settings: a redelivery would come well within 2 s.
     with pytest.raises(asyncio.TimeoutError):
         await raw.read_kind("deliveries", timeout=2)
-    beating.cancel()
-    raw.call.cancel()
+    raw.close(beating)
 
 
 async def test_unsubscribing_lets_go_of_what_was_left_unread(client: Client) -> None:
@@ -157,11 +166,7 @@ async def test_unacked_delivery_is_redelivered_with_attempt_count(client: Client
         # ack_timeout is 0.5 s in fast_settings; the session's dedup drops the redelivery, so
         # look at the raw frames instead.
     raw = Raw(client)
-    await raw.send(hello=ss.Hello(card=Card(id="raw")))
-    await raw.read_kind("welcome")
-    beating = raw.keep_alive()
-    await raw.send(ref="s", subscribe=ss.Subscribe(channels=["work2"], ack=True))
-    await raw.read_kind("receipt")
+    beating = await raw.acking_agent("raw", "work2")
     await client.publish("work2", "job")
     one = await raw.read_kind("deliveries")
     two = await raw.read_kind("deliveries", timeout=3)
@@ -173,8 +178,7 @@ async def test_unacked_delivery_is_redelivered_with_attempt_count(client: Client
     )
     with pytest.raises(TimeoutError):
         await raw.read_kind("deliveries", timeout=1.5)
-    beating.cancel()
-    raw.call.cancel()
+    raw.close(beating)
 
 
 async def test_a_redelivery_does_not_ack_a_message_still_waiting_to_be_handled(
