@@ -66,9 +66,11 @@ def _form(masters: list[RedisServer], bus_ports: list[int]) -> None:
     the cluster down for a rejoin delay (up to the node timeout) after it is whole."""
     clients = [server.client() for server in masters]
     try:
-        for epoch, (client, server) in enumerate(zip(clients, masters, strict=True), start=1):
-            # Distinct config epochs up front spare the cluster resolving a collision.
+        # Distinct config epochs up front spare the cluster resolving a collision. Every node
+        # takes its own before any MEET: a node that already knows another refuses one.
+        for epoch, client in enumerate(clients, start=1):
             client.cluster("SET-CONFIG-EPOCH", epoch)
+        for client, server in zip(clients, masters, strict=True):
             for other, bus in zip(masters, bus_ports, strict=True):
                 if other is not server:  # everyone meets everyone: no waiting for gossip
                     client.cluster("MEET", other.host, other.port, bus)
