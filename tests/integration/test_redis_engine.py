@@ -6,15 +6,18 @@ Redis dropped is made again; a closed connection fails the calls waiting on it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ConnectionError as RedisConnectionError,
     ResponseError,
@@ -148,13 +151,24 @@ return 1
 """
 
 
+@contextlib.asynccontextmanager
+async def script_calls(
+    server: RedisServer, **options: Any
+) -> AsyncIterator[tuple[aioredis.Redis, ScriptCalls, AsyncScript]]:
+    """A ScriptCalls on `server` (client `options` such as socket_timeout) and an echo script."""
+    redis = aioredis.Redis(host=server.host, port=server.port, **options)
+    calls = ScriptCalls(redis)
+    try:
+        yield redis, calls, redis.register_script("return ARGV[1]")
+    finally:
+        await calls.close()
+        await redis.aclose()
+
+
 async def test_script_calls_pipeline_and_outlive_a_closed_connection_and_a_flush(
     own_redis: RedisServer,
 ) -> None:
-    redis = aioredis.Redis(host=own_redis.host, port=own_redis.port)
-    calls = ScriptCalls(redis)
-    echo = redis.register_script("return ARGV[1]")
-    try:
+    async with script_calls(own_redis) as (redis, calls, echo):
         assert await calls.run(echo, [], ["one"]) == b"one"
         # Redis closes the idle connection (as its `timeout` setting does): made again.
         assert own_redis.client().client_kill_filter(_type="normal", skipme=True) == 1
@@ -174,9 +188,6 @@ async def test_script_calls_pipeline_and_outlive_a_closed_connection_and_a_flush
         with pytest.raises(RedisConnectionError):
             await waiting
         assert await calls.run(echo, [], ["reopened"]) == b"reopened"
-    finally:
-        await calls.close()
-        await redis.aclose()
 
 
 async def test_script_calls_time_out_on_a_stalled_redis_and_recover(
@@ -184,10 +195,7 @@ async def test_script_calls_time_out_on_a_stalled_redis_and_recover(
 ) -> None:
     """A reply later than the client's socket timeout fails every call waiting on it (the
     engine then answers UNAVAILABLE), and the next call goes out on a new connection."""
-    redis = aioredis.Redis(host=own_redis.host, port=own_redis.port, socket_timeout=0.05)
-    calls = ScriptCalls(redis)
-    echo = redis.register_script("return ARGV[1]")
-    try:
+    async with script_calls(own_redis, socket_timeout=0.05) as (redis, calls, echo):
         assert await calls.run(echo, [], ["before"]) == b"before"
         own_redis.client().script_load(SLOW)  # so that it goes out first, as EVALSHA
         slow = calls.run(redis.register_script(SLOW), [], [])
@@ -196,9 +204,6 @@ async def test_script_calls_time_out_on_a_stalled_redis_and_recover(
         assert all(isinstance(r, RedisTimeoutError) for r in results), results
         await asyncio.sleep(0.25)  # the slow script ends
         assert await calls.run(echo, [], ["after"]) == b"after"
-    finally:
-        await calls.close()
-        await redis.aclose()
 
 
 async def test_a_burst_beyond_the_connection_pool_waits_for_connections(

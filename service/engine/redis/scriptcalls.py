@@ -1,11 +1,11 @@
 """The publish script on a connection of its own (see `redisdirect.py`), which saves about 70 µs
 of redis-py's client per round trip on the path every publish waits for. The command goes out
 from the publishing coroutine's own step; replies are matched to callers in the order their
-commands went out, so concurrent publishes pipeline. A connection that fails or times out fails
-every call waiting on it, and the next call makes a new one, as it does for a connection Redis
-closed while it was idle. A connection that is silent for the client's socket timeout
-(`engine.redis_timeout`) while calls wait counts as failed: a watchdog timer, armed while
-anything waits, checks that, so no read pays for a timeout of its own.
+commands went out, so concurrent publishes pipeline. A connection that fails fails every call
+waiting on it, and the next call makes a new one, as it does for a connection Redis closed while
+it was idle. So does one silent for the client's socket timeout (`engine.redis_timeout`) while
+calls wait: a watchdog timer, armed while anything waits, checks that, so no read pays for a
+timeout of its own.
 
 Standalone Redis only: a Cluster client routes each script to the node of its keys' slot.
 """
@@ -148,7 +148,7 @@ class ScriptCalls:
         except asyncio.CancelledError:
             await self._fail(RedisConnectionError("the publish script's connection was closed"))
             raise
-        except Exception as err:  # the connection failed or timed out: it is made again
+        except Exception as err:  # the connection failed: it is made again
             await self._fail(err)
 
     async def _fail(self, err: Exception) -> None:
