@@ -69,7 +69,7 @@ local function in_chunks(command, key, args)
   end
 end
 local meta, log, ids, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now, size, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[3])
 local window, dedup_size = tonumber(ARGV[4]), tonumber(ARGV[5])
 local state = redis.call('HMGET', meta, 'epoch', 'top', 'trim_due', 'expire_due', 'sweep_due')
 local epoch, top, trim_due, expire_due, sweep_due = state[1], 0, state[3], state[4], state[5]
@@ -98,7 +98,10 @@ end
 local fan, mirror = ARGV[7], ARGV[10]
 local mirrored = {}
 local out = {epoch}
-local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. now .. '\\n'}
+local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. ARGV[1] .. '\\n'}
+-- Numbers become strings through sprintf, in `..` and in redis.call's arguments alike: each
+-- string an envelope needs is made once (seq) or comes as given (now, size, lengths).
+local expiry = tostring(now + window)
 local added = false
 local expiries, expiry_args = {}, {}  -- ids accepted here; ZADD's score and member pairs
 local blob, at = ARGV[9], 1
@@ -118,11 +121,12 @@ while at <= #blob do
   -- The common case, a new id, costs one HSETNX; a known one is a duplicate while its expiry
   -- has not passed (one accepted earlier in this call has its expiry added below).
   local hit = nil
-  if redis.call('HSETNX', ids, id, (top + 1) .. ':' .. sha) == 0 then
+  local seq = tostring(top + 1)
+  if redis.call('HSETNX', ids, id, seq .. ':' .. sha) == 0 then
     hit = redis.call('HGET', ids, id)
     if not expiries[id] and tonumber(redis.call('ZSCORE', idx, id) or 0) < now then
       hit = nil
-      redis.call('HSET', ids, id, (top + 1) .. ':' .. sha)
+      redis.call('HSET', ids, id, seq .. ':' .. sha)
     end
   end
   if hit then
@@ -133,15 +137,15 @@ while at <= #blob do
   else
     top = top + 1
     added = true
-    redis.call('XADD', log, 'MAXLEN', size, top .. '-0', 't', now, 'n', ARGV[8], 'e', raw)
+    redis.call('XADD', log, 'MAXLEN', ARGV[2], seq .. '-0', 't', ARGV[1], 'n', ARGV[8], 'e', raw)
     expiries[id] = true
-    expiry_args[#expiry_args + 1] = now + window
+    expiry_args[#expiry_args + 1] = expiry
     expiry_args[#expiry_args + 1] = id
-    fanned[#fanned + 1] = top .. ' ' .. #raw .. '\\n'
+    fanned[#fanned + 1] = seq .. ' ' .. c .. '\\n'
     fanned[#fanned + 1] = raw
     if mirror ~= '' then
       mirrored[#mirrored + 1] = string.sub(blob, raw_end + 1, head_end) .. ',"position":{"seq":"'
-        .. top .. '","epoch":"' .. epoch .. '"}' .. string.sub(blob, head_end + 1, tail_end)
+        .. seq .. '","epoch":"' .. epoch .. '"}' .. string.sub(blob, head_end + 1, tail_end)
     end
     out[#out + 1] = top
     out[#out + 1] = 0
