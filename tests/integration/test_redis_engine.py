@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import struct
 import subprocess
 import sys
 import time
@@ -72,6 +73,35 @@ async def test_an_undecodable_entry_is_skipped_counted_and_audited(
     assert "mangled seq 2" in caplog.text
     replayed = await take(client2.subscribe("mangled", since={"mangled": 0}), 2)
     assert [e.payload for e in replayed] == [b"m1", b"m3"]
+
+
+async def test_an_undecodable_fan_out_message_is_dropped_and_the_channel_goes_on(
+    node: HubNode,
+    client: Client,
+    client2: Client,
+    private_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = node.hub.engine
+    assert isinstance(engine, RedisEngine)
+    subscription = client2.subscribe("fanned")
+    received = asyncio.ensure_future(take(subscription, 2))
+    await asyncio.wait_for(subscription.ready.wait(), 5)
+    head = b"abcd1234 another-node 1\n"
+    junk = [
+        b"no header line",
+        head + b"\x00\x01",  # shorter than an entry's seq and length
+        head + struct.pack(">QI", 9, 1000) + b"shorter than 1000 bytes",
+    ]
+    with caplog.at_level(logging.WARNING, logger="agentplex.engine.redis"):
+        await client.publish("fanned", "before")
+        for data in junk:
+            private_redis.client().publish(engine.keys.fan("fanned"), data)
+        await client.publish("fanned", "after")
+        got = await received
+    assert [e.payload for e in got] == [b"before", b"after"]
+    assert [e.position.seq for e in got] == [1, 2]
+    assert caplog.text.count("dropped an undecodable message") == len(junk)
 
 
 async def test_concurrent_publishes_get_the_replies_of_their_own_scripts(

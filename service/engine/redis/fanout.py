@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -36,11 +37,13 @@ log = logging.getLogger("agentplex.engine.redis")
 
 # Reads a channel's history after (seq, epoch): every entry up to its top.
 GapReader = Callable[[str, int, str], Awaitable[list[Accepted]]]
+# What precedes each envelope in a fan-out message: its seq and its length.
+_ENTRY = struct.Struct(">QI")
 
 
 def decode_publications(data: bytes, node: str) -> list[Accepted]:
     """One publish script's fan-out message: `epoch node created_ms`, a newline, then per
-    envelope `seq length`, a newline and the envelope as sent (without its position)."""
+    envelope its seq and length (`_ENTRY`) and the envelope as sent (without its position)."""
     head, _, body = data.partition(b"\n")
     epoch_bytes, origin, created_ms = head.split(b" ")
     epoch, local, created_ns = (
@@ -51,11 +54,12 @@ def decode_publications(data: bytes, node: str) -> list[Accepted]:
     entries = []
     at, end = 0, len(body)
     while at < end:
-        line_end = body.index(b"\n", at)
-        seq_bytes, size = body[at:line_end].split(b" ")
-        at = line_end + 1 + int(size)
-        seq = int(seq_bytes)
-        wire = with_position(body[line_end + 1 : at], seq, epoch)
+        seq, size = _ENTRY.unpack_from(body, at)
+        start = at + _ENTRY.size
+        at = start + size
+        if at > end:
+            raise ValueError("a fan-out message ends inside an envelope")
+        wire = with_position(body[start:at], seq, epoch)
         envelope = envelope_pb2.Envelope.FromString(wire)
         entries.append(Accepted(envelope, seq, epoch, created_ns, local=local, wire=wire))
     return entries
@@ -204,7 +208,7 @@ class Fanout:
                 return
             try:
                 entries = decode_publications(data, self._node)
-            except (ValueError, DecodeError):
+            except (ValueError, struct.error, DecodeError):
                 log.warning("dropped an undecodable message on %r", channel)
                 return
             if self._held is not None:

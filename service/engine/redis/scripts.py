@@ -53,12 +53,13 @@ end
 # KEYS: meta, log, ids, idx (see Keys.channel). ARGV: now_ms, history_size, history_ttl_ms,
 # dedup_window_ms, dedup_size, an epoch for a channel Redis does not know, the fan-out pub/sub
 # channel, this node's id, the envelopes in one argument (one argument, not three per
-# envelope, keeps the client's command encoding cheap): per envelope "len(id) len(sha256)
-# len(encoded) len(head) len(tail)\n" then the id, the sha256, the encoded envelope and its
-# JSON before and after the position; and the Redis edge's mirror channel ('' for none).
+# envelope, keeps the client's command encoding cheap): per envelope the lengths of its id,
+# sha256, encoding, and JSON before and after the position, as five big-endian uint32, then
+# those five parts; and the Redis edge's mirror channel ('' for none).
 # Returns the epoch, then seq, duplicate (0/1) and sha256 per envelope. What it accepted goes
 # out as one pub/sub message (see fanout.decode_publications): "epoch node created_ms\n", then
-# per envelope "seq length\n" and the envelope's bytes; and, with a mirror channel, as one
+# per envelope its seq and length (big-endian uint64 and uint32) and the envelope's bytes;
+# and, with a mirror channel, as one
 # message each there: the JSON with its position.
 PUBLISH = (
     """
@@ -100,21 +101,19 @@ local mirrored = {}
 local out = {epoch}
 local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. ARGV[1] .. '\\n'}
 -- Numbers become strings through sprintf, in `..` and in redis.call's arguments alike: each
--- string an envelope needs is made once (seq) or comes as given (now, size, lengths).
+-- string an envelope needs is made once (seq) or comes as given (now, size).
 local expiry = tostring(now + window)
 local added = false
 local expiries, expiry_args = {}, {}  -- ids accepted here; ZADD's score and member pairs
 local blob, at = ARGV[9], 1
 while at <= #blob do
-  local line = string.find(blob, '\\n', at, true)
-  local a, b, c, d, e = string.match(
-    string.sub(blob, at, line - 1), '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
-  local id_end = line + tonumber(a)
-  local sha_end = id_end + tonumber(b)
-  local raw_end = sha_end + tonumber(c)
-  local head_end = raw_end + tonumber(d)
-  local tail_end = head_end + tonumber(e)
-  local id = string.sub(blob, line + 1, id_end)
+  local a, b, c, d, e, start = struct.unpack('>I4I4I4I4I4', blob, at)
+  local id_end = start - 1 + a
+  local sha_end = id_end + b
+  local raw_end = sha_end + c
+  local head_end = raw_end + d
+  local tail_end = head_end + e
+  local id = string.sub(blob, start, id_end)
   local sha = string.sub(blob, id_end + 1, sha_end)
   local raw = string.sub(blob, sha_end + 1, raw_end)
   at = tail_end + 1
@@ -141,7 +140,7 @@ while at <= #blob do
     expiries[id] = true
     expiry_args[#expiry_args + 1] = expiry
     expiry_args[#expiry_args + 1] = id
-    fanned[#fanned + 1] = seq .. ' ' .. c .. '\\n'
+    fanned[#fanned + 1] = struct.pack('>I8I4', top, c)
     fanned[#fanned + 1] = raw
     if mirror ~= '' then
       mirrored[#mirrored + 1] = string.sub(blob, raw_end + 1, head_end) .. ',"position":{"seq":"'
