@@ -29,7 +29,7 @@ from agentplex.client import Client
 from agentplex.config import EngineSettings
 from agentplex.core.channel_log import Retention
 from agentplex.engine.redis import RedisEngine
-from agentplex.engine.redis.scriptcalls import ScriptCalls
+from agentplex.engine.redis.scriptcalls import ScriptCalls, prepare
 from agentplex.node import HubNode
 from agentplex.redisconn import connect_pubsub
 from agentplex.v1 import envelope_pb2
@@ -173,6 +173,7 @@ async def test_publishing_goes_on_when_redis_forgot_the_script(own_redis: RedisS
         assert (await client.publish("flushed", "two")).position.seq == 2
 
 
+NO_KEYS = prepare([])
 SLOW = """
 local start = redis.call('TIME')
 repeat local now = redis.call('TIME')
@@ -199,25 +200,34 @@ async def test_script_calls_pipeline_and_outlive_a_closed_connection_and_a_flush
     own_redis: RedisServer,
 ) -> None:
     async with script_calls(own_redis) as (redis, calls, echo):
-        assert await calls.run(echo, [], ["one"]) == b"one"
+        assert await calls.run(echo, NO_KEYS, ["one"]) == b"one"
+        listing = redis.register_script("return {KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]}")
+        prepared = prepare(["k1", "k2"], ["lead", 7])  # what every call repeats goes first
+        assert await calls.run(listing, prepared, [b"tail"]) == [
+            b"k1",
+            b"k2",
+            b"lead",
+            b"7",
+            b"tail",
+        ]
         # Redis closes the idle connection (as its `timeout` setting does): made again.
         assert own_redis.client().client_kill_filter(_type="normal", skipme=True) == 1
         await asyncio.sleep(0.2)  # for the loop to read the connection's end
-        assert await calls.run(echo, [], ["two"]) == b"two"
+        assert await calls.run(echo, NO_KEYS, ["two"]) == b"two"
         own_redis.client().script_flush()  # Redis forgot it: sent whole again
-        assert await calls.run(echo, [], ["three"]) == b"three"
-        replies = await asyncio.gather(*(calls.run(echo, [], [i]) for i in range(200)))
+        assert await calls.run(echo, NO_KEYS, ["three"]) == b"three"
+        replies = await asyncio.gather(*(calls.run(echo, NO_KEYS, [i]) for i in range(200)))
         assert replies == [b"%d" % i for i in range(200)]
         failing = redis.register_script("return redis.call('NO-SUCH-COMMAND')")
         with pytest.raises(ResponseError):
-            await calls.run(failing, [], [])
-        assert await calls.run(echo, [], ["after an error reply"]) == b"after an error reply"
-        waiting = asyncio.ensure_future(calls.run(redis.register_script(SLOW), [], []))
+            await calls.run(failing, NO_KEYS, [])
+        assert await calls.run(echo, NO_KEYS, ["after an error reply"]) == b"after an error reply"
+        waiting = asyncio.ensure_future(calls.run(redis.register_script(SLOW), NO_KEYS, []))
         await asyncio.sleep(0.05)
         await calls.close()
         with pytest.raises(RedisConnectionError):
             await waiting
-        assert await calls.run(echo, [], ["reopened"]) == b"reopened"
+        assert await calls.run(echo, NO_KEYS, ["reopened"]) == b"reopened"
 
 
 async def test_script_calls_time_out_on_a_stalled_redis_and_recover(
@@ -226,14 +236,14 @@ async def test_script_calls_time_out_on_a_stalled_redis_and_recover(
     """A reply later than the client's socket timeout fails every call waiting on it (the
     engine then answers UNAVAILABLE), and the next call goes out on a new connection."""
     async with script_calls(own_redis, socket_timeout=0.05) as (redis, calls, echo):
-        assert await calls.run(echo, [], ["before"]) == b"before"
+        assert await calls.run(echo, NO_KEYS, ["before"]) == b"before"
         own_redis.client().script_load(SLOW)  # so that it goes out first, as EVALSHA
-        slow = calls.run(redis.register_script(SLOW), [], [])
-        behind = calls.run(echo, [], ["behind the slow one"])
+        slow = calls.run(redis.register_script(SLOW), NO_KEYS, [])
+        behind = calls.run(echo, NO_KEYS, ["behind the slow one"])
         results = await asyncio.gather(slow, behind, return_exceptions=True)
         assert all(isinstance(r, RedisTimeoutError) for r in results), results
         await asyncio.sleep(0.25)  # the slow script ends
-        assert await calls.run(echo, [], ["after"]) == b"after"
+        assert await calls.run(echo, NO_KEYS, ["after"]) == b"after"
 
 
 async def test_a_burst_beyond_the_connection_pool_waits_for_connections(

@@ -44,7 +44,7 @@ from agentplex.engine.base import (
 from agentplex.engine.redis import scripts
 from agentplex.engine.redis.fanout import Fanout
 from agentplex.engine.redis.keys import Keys
-from agentplex.engine.redis.scriptcalls import ScriptCalls
+from agentplex.engine.redis.scriptcalls import Prepared, ScriptCalls, prepare
 from agentplex.errors import Unavailable
 from agentplex.redisconn import connect, connect_pubsub
 from agentplex.v1 import agent_pb2, envelope_pb2, task_pb2
@@ -127,7 +127,7 @@ class RedisEngine(Engine):
         self._dedup_ms = retention.dedup_window_ns // 1_000_000
         self._node = ""
         self._mirror: tuple[str, JsonParts] | None = None
-        self._names: dict[str, tuple[list[str], str, str]] = {}
+        self._names: dict[str, Prepared] = {}
         self._fanout: Fanout | None = None
         self._watcher: asyncio.Task[None] | None = None
         register = self.redis.register_script
@@ -215,17 +215,25 @@ class RedisEngine(Engine):
         self._names.clear()
         return True
 
-    def _names_of(self, channel: str) -> tuple[list[str], str, str]:
-        """A channel's keys, fan-out channel and mirror channel ('' for none), made once."""
+    def _names_of(self, channel: str) -> Prepared:
+        """A channel's publish script keys and leading arguments (its names and the retention
+        settings), encoded once."""
         names = self._names.get(channel)
         if names is None:
             if len(self._names) >= _NAMES_KEPT:
                 self._names.clear()
             mirror = self._mirror[0] + channel if self._mirror else ""
-            names = self._names[channel] = (
+            names = self._names[channel] = prepare(
                 self.keys.channel(channel),
-                self.keys.fan(channel),
-                mirror,
+                [
+                    self.retention.history_size,
+                    self._ttl_ms,
+                    self._dedup_ms,
+                    self.retention.dedup_size,
+                    self.keys.fan(channel),
+                    self._node,
+                    mirror,
+                ],
             )
         return names
 
@@ -242,23 +250,12 @@ class RedisEngine(Engine):
             groups.setdefault(env.channel, []).append(env)
         calls = []
         for channel, group in groups.items():
-            keys, fan, mirror = self._names_of(channel)
-            args: list[Any] = [
-                now_ms,
-                self.retention.history_size,
-                self._ttl_ms,
-                self._dedup_ms,
-                self.retention.dedup_size,
-                new_epoch().encode(),  # bytes: ScriptCalls keeps the encodings of str arguments
-                fan,
-                self._node,
-                _pack(group, json),
-                mirror,
-            ]
+            names = self._names_of(channel)
+            args = (now_ms, new_epoch(), _pack(group, json))
             if self._publish_calls is None:
-                calls.append(self._publish(keys=keys, args=args))
+                calls.append(self._publish(keys=names.keys, args=[*names.args, *args]))
             else:
-                calls.append(self._publish_calls.run(self._publish, keys, args))
+                calls.append(self._publish_calls.run(self._publish, names, args))
         # One channel (the usual case) is awaited as it is: gather would make it a task and
         # send the script a loop iteration later.
         replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)

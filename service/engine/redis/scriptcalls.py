@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -32,20 +33,28 @@ from agentplex.redisdirect import DirectConnection, bulk
 _EVALSHA, _EVAL = bulk(b"EVALSHA"), bulk(b"EVAL")
 
 Arg = bytes | str | int
-_CACHED = 4096  # names encoded ahead (keys, channels, node): most of a call's arguments
 
 
-def _bulk(value: Arg, cache: dict[str, bytes]) -> bytes:
-    """`value` as a RESP bulk string; a str (a key or a name, which repeat from call to call)
-    is encoded once."""
+def _bulk(value: Arg) -> bytes:
     if isinstance(value, str):
-        encoded = cache.get(value)
-        if encoded is None:
-            if len(cache) >= _CACHED:
-                cache.clear()
-            encoded = cache[value] = bulk(value.encode())
-        return encoded
+        return bulk(value.encode())
     return bulk(b"%d" % value if isinstance(value, int) else value)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A script's keys and leading arguments, encoded once for every call that repeats them
+    (a channel's keys and names, the retention settings)."""
+
+    keys: list[str]
+    args: list[Arg]
+    count: int  # RESP bulk strings in `encoded`
+    encoded: bytes
+
+
+def prepare(keys: Sequence[str], args: Sequence[Arg] = ()) -> Prepared:
+    parts = [_bulk(len(keys)), *map(_bulk, keys), *map(_bulk, args)]
+    return Prepared(list(keys), list(args), len(parts), b"".join(parts))
 
 
 class ScriptCalls:
@@ -55,25 +64,25 @@ class ScriptCalls:
         self._wake = asyncio.Event()
         self._opening = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
-        self._encoded: dict[str, bytes] = {}
+        self._shas: dict[str, bytes] = {}
         self._timeout: float | None = redis.connection_pool.connection_kwargs.get("socket_timeout")
         self._progress = 0.0  # when the last reply came, or a call went to an idle connection
         self._watchdog: asyncio.TimerHandle | None = None
 
-    async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """Run `script` as EVALSHA; sent again whole (EVAL) when Redis no longer has it (a
-        restart, SCRIPT FLUSH)."""
-        cache = self._encoded
-        parts = [_bulk(len(keys), cache), *[_bulk(k, cache) for k in keys]]
-        parts += [_bulk(a, cache) for a in args]
-        tail = b"".join(parts)
-        head = b"*%d\r\n" % (len(parts) + 2)
+    async def run(self, script: AsyncScript, prepared: Prepared, args: Sequence[Arg] = ()) -> Any:
+        """Run `script` with the prepared keys and arguments, then `args`, as EVALSHA; sent
+        again whole (EVAL) when Redis no longer has it (a restart, SCRIPT FLUSH)."""
+        tail = prepared.encoded + b"".join([_bulk(a) for a in args])
+        head = b"*%d\r\n" % (prepared.count + len(args) + 2)
+        sha = self._shas.get(script.sha)
+        if sha is None:
+            sha = self._shas[script.sha] = _bulk(script.sha)
         try:
-            return await self._call(head + _EVALSHA + _bulk(script.sha, cache) + tail)
+            return await self._call(head + _EVALSHA + sha + tail)
         except NoScriptError:
             source = script.script
             body = source.encode() if isinstance(source, str) else bytes(source)
-            return await self._call(head + _EVAL + _bulk(body, cache) + tail)
+            return await self._call(head + _EVAL + bulk(body) + tail)
 
     def _call(self, data: bytes) -> Awaitable[Any]:
         """The reply, to await. On an open connection the command is sent at once, with no

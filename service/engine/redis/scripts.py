@@ -50,12 +50,13 @@ if not trim_due or tonumber(trim_due) <= now then
 end
 """
 
-# KEYS: meta, log, ids, idx (see Keys.channel). ARGV: now_ms, history_size, history_ttl_ms,
-# dedup_window_ms, dedup_size, an epoch for a channel Redis does not know, the fan-out pub/sub
-# channel, this node's id, the envelopes in one argument (one argument, not three per
-# envelope, keeps the client's command encoding cheap): per envelope the lengths of its id,
-# sha256, encoding, and JSON before and after the position, as five big-endian uint32, then
-# those five parts; and the Redis edge's mirror channel ('' for none).
+# KEYS: meta, log, ids, idx (see Keys.channel). ARGV: history_size, history_ttl_ms,
+# dedup_window_ms, dedup_size, the fan-out pub/sub channel, this node's id and the Redis edge's
+# mirror channel ('' for none), the same from call to call (the client encodes them once per
+# channel); then now_ms, an epoch for a channel Redis does not know, and the envelopes in one
+# argument (one argument, not three per envelope, keeps the client's command encoding cheap):
+# per envelope the lengths of its id, sha256, encoding, and JSON before and after the
+# position, as five big-endian uint32, then those five parts.
 # Returns the epoch, then seq, duplicate (0/1) and sha256 per envelope. What it accepted goes
 # out as one pub/sub message (see fanout.decode_publications): "epoch node created_ms\n", then
 # per envelope its seq and length (big-endian uint64 and uint32) and the envelope's bytes;
@@ -70,15 +71,15 @@ local function in_chunks(command, key, args)
   end
 end
 local meta, log, ids, idx = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[3])
-local window, dedup_size = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl, window, dedup_size = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local fan, node, mirror, now = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local state = redis.call('HMGET', meta, 'epoch', 'top', 'trim_due', 'expire_due', 'sweep_due')
 local epoch, top, trim_due, expire_due, sweep_due = state[1], 0, state[3], state[4], state[5]
 if epoch then
   top = tonumber(state[2])
 else
   -- A new channel, or one Redis lost: a new epoch tells subscribers their positions are void.
-  epoch = ARGV[6]
+  epoch = ARGV[9]
   redis.call('DEL', log, ids, idx)
 end
 """
@@ -96,16 +97,15 @@ if not sweep_due or tonumber(sweep_due) <= now then
   if #expired == 256 then sweep_due = now end
   due[#due + 1], due[#due + 2] = 'sweep_due', sweep_due
 end
-local fan, mirror = ARGV[7], ARGV[10]
 local mirrored = {}
 local out = {epoch}
-local fanned = {epoch .. ' ' .. ARGV[8] .. ' ' .. ARGV[1] .. '\\n'}
+local fanned = {epoch .. ' ' .. node .. ' ' .. ARGV[8] .. '\\n'}
 -- Numbers become strings through sprintf, in `..` and in redis.call's arguments alike: each
 -- string an envelope needs is made once (seq) or comes as given (now, size).
 local expiry = tostring(now + window)
 local added = false
 local expiries, expiry_args = {}, {}  -- ids accepted here; ZADD's score and member pairs
-local blob, at = ARGV[9], 1
+local blob, at = ARGV[10], 1
 while at <= #blob do
   local a, b, c, d, e, start = struct.unpack('>I4I4I4I4I4', blob, at)
   local id_end = start - 1 + a
@@ -136,7 +136,7 @@ while at <= #blob do
   else
     top = top + 1
     added = true
-    redis.call('XADD', log, 'MAXLEN', ARGV[2], seq .. '-0', 't', ARGV[1], 'n', ARGV[8], 'e', raw)
+    redis.call('XADD', log, 'MAXLEN', ARGV[1], seq .. '-0', 't', ARGV[8], 'n', node, 'e', raw)
     expiries[id] = true
     expiry_args[#expiry_args + 1] = expiry
     expiry_args[#expiry_args + 1] = id
