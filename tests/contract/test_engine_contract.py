@@ -133,6 +133,32 @@ async def test_an_id_repeated_within_one_publish_is_a_duplicate_of_its_first(
     assert [e.envelope.payload for e in page.entries] == [b"1", b"2"]
 
 
+async def test_a_full_batch_keeps_its_order_and_its_duplicates_across_the_engines_steps(
+    started: tuple[Engine, Recorder],
+) -> None:
+    """A maximal batch (which the Redis engine sends as several pipelined script calls) takes
+    positions in its own order per channel, and an id it repeats far from its first use is a
+    duplicate of that."""
+    engine, recorder = started
+    batch = [env("a" if i % 4 else "b", b"%d" % i, f"id{i}") for i in range(1000)]
+    batch[901] = env("a", b"again", "id1")  # "id1" went to "a" first, as its 1st envelope
+    out = await engine.publish(batch, time.time_ns())
+    seqs = {"a": 0, "b": 0}
+    for i, (envelope, outcome) in enumerate(zip(batch, out, strict=True)):
+        if i == 901:
+            assert outcome.duplicate and outcome.seq == out[1].seq == 1
+            continue
+        seqs[envelope.channel] += 1
+        assert (outcome.seq, outcome.duplicate) == (seqs[envelope.channel], False)
+    assert seqs == {"a": 749, "b": 250}
+    arrived = await delivered(recorder, 999)
+    assert [seq for channel, seq in arrived if channel == "a"] == list(range(1, 750))
+    assert [seq for channel, seq in arrived if channel == "b"] == list(range(1, 251))
+    page = await engine.history("a", None, None, 10)  # the history keeps 5
+    kept = [e.payload for i, e in enumerate(batch) if e.channel == "a" and i != 901][-5:]
+    assert [e.envelope.payload for e in page.entries] == kept
+
+
 async def test_history_is_bounded_and_replays_after_a_position(
     started: tuple[Engine, Recorder],
 ) -> None:

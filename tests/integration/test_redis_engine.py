@@ -25,7 +25,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
-from agentplex.client import Client
+from agentplex.client import Client, envelope
 from agentplex.config import EngineSettings
 from agentplex.core.channel_log import Retention
 from agentplex.engine.redis import RedisEngine
@@ -171,6 +171,13 @@ async def test_publishing_goes_on_when_redis_forgot_the_script(own_redis: RedisS
         await client.publish("flushed", "one")
         own_redis.client().script_flush()
         assert (await client.publish("flushed", "two")).position.seq == 2
+        own_redis.client().script_flush()  # a batch in several script calls: each sent again
+        results = await client.publish_batch(envelope("flushed", f"b{i}") for i in range(120))
+        assert [r.position.seq for r in results] == list(range(3, 123))
+        page = await client.history("flushed", limit=200)
+        assert [e.payload for e in page.envelopes] == [b"one", b"two"] + [
+            f"b{i}".encode() for i in range(120)
+        ]
 
 
 NO_KEYS = prepare([])

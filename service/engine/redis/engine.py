@@ -15,7 +15,7 @@ import functools
 import logging
 import struct
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
@@ -63,6 +63,9 @@ GAP_PAGE = 1000
 _PRIORITY_BIAS = 1 << 31
 _MEMBER_ID_AT = 10 + 20 + 20 + 1
 _NAMES_KEPT = 4096  # channels whose key and pub/sub names are kept made
+# Envelopes per publish script call: a batch on one channel takes several, pipelined, and no
+# one call holds Redis long (a script blocks every other client while it runs).
+PUBLISH_CHUNK = 50
 # The five lengths ahead of each envelope in the publish script's argument, as the script's
 # `struct.unpack('>I4I4I4I4I4', ...)` reads them: one C call there, no parsing of digits.
 _LENGTHS = struct.Struct(">5I").pack
@@ -248,21 +251,29 @@ class RedisEngine(Engine):
         groups: dict[str, list[envelope_pb2.Envelope]] = {}
         for env in envelopes:
             groups.setdefault(env.channel, []).append(env)
-        calls = []
+        calls: list[tuple[list[envelope_pb2.Envelope], Awaitable[Any]]] = []
         for channel, group in groups.items():
             names = self._names_of(channel)
-            args = (now_ms, new_epoch(), _pack(group, json))
-            if self._publish_calls is None:
-                calls.append(self._publish(keys=names.keys, args=[*names.args, *args]))
-            else:
-                calls.append(self._publish_calls.run(self._publish, names, args))
-        # One channel (the usual case) is awaited as it is: gather would make it a task and
-        # send the script a loop iteration later.
-        replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
+            if self._publish_calls is None:  # a Cluster client: one call per channel
+                everything = [*names.args, now_ms, new_epoch(), _pack(group, json)]
+                calls.append((group, self._publish(keys=names.keys, args=everything)))
+                continue
+            # In chunks, each sent as soon as it is packed: Redis runs one while the next is
+            # packed, and runs them in the order sent.
+            for start in range(0, len(group), PUBLISH_CHUNK):
+                chunk = group[start : start + PUBLISH_CHUNK]
+                args = (now_ms, new_epoch(), _pack(chunk, json))
+                calls.append((chunk, self._publish_calls.run(self._publish, names, args)))
+        # One call (the usual case) is awaited as it is: gather would make it a task, and on a
+        # Cluster client send the script a loop iteration later.
+        if len(calls) == 1:
+            replies = [await calls[0][1]]
+        else:
+            replies = await asyncio.gather(*(call for _, call in calls))
         found: dict[int, Outcome] = {}
-        for group, reply in zip(groups.values(), replies, strict=True):
+        for (chunk, _), reply in zip(calls, replies, strict=True):
             epoch = reply[0].decode()
-            for k, env in enumerate(group):
+            for k, env in enumerate(chunk):
                 seq, duplicate, sha256 = reply[1 + 3 * k : 4 + 3 * k]
                 found[id(env)] = Outcome(seq, epoch, sha256.decode(), bool(duplicate))
                 if not duplicate:

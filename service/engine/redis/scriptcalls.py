@@ -1,7 +1,8 @@
 """The publish script on a connection of its own (see `redisdirect.py`), which saves about 70 µs
 of redis-py's client per round trip on the path every publish waits for. The command goes out
-from the publishing coroutine's own step; replies are matched to callers in the order their
-commands went out, so concurrent publishes pipeline. A connection that fails fails every call
+when `run` is called, within the caller's own step; replies are matched to callers in the order
+their commands went out, so concurrent publishes, and the chunks of one batch, pipeline. A
+connection that fails fails every call
 waiting on it, and the next call makes a new one, as it does for a connection Redis closed while
 it was idle. So does one silent for the client's socket timeout (`engine.redis_timeout`) while
 calls wait: a watchdog timer, armed while anything waits, checks that, so no read pays for a
@@ -69,27 +70,32 @@ class ScriptCalls:
         self._progress = 0.0  # when the last reply came, or a call went to an idle connection
         self._watchdog: asyncio.TimerHandle | None = None
 
-    async def run(self, script: AsyncScript, prepared: Prepared, args: Sequence[Arg] = ()) -> Any:
-        """Run `script` with the prepared keys and arguments, then `args`, as EVALSHA; sent
-        again whole (EVAL) when Redis no longer has it (a restart, SCRIPT FLUSH)."""
+    def run(
+        self, script: AsyncScript, prepared: Prepared, args: Sequence[Arg] = ()
+    ) -> Awaitable[Any]:
+        """Run `script` with the prepared keys and arguments, then `args`, as EVALSHA: on an
+        open connection the command goes out now, before this returns (so calls made one
+        after the other run in that order, and Redis runs one while the caller prepares the
+        next); the reply is to await. Sent again whole (EVAL) when Redis no longer has the
+        script (a restart, SCRIPT FLUSH)."""
         tail = prepared.encoded + b"".join([_bulk(a) for a in args])
         head = b"*%d\r\n" % (prepared.count + len(args) + 2)
         sha = self._shas.get(script.sha)
         if sha is None:
             sha = self._shas[script.sha] = _bulk(script.sha)
+        command = head + _EVALSHA + sha + tail
+        sent = self._send(command) if self._connection.alive else self._open_and_send(command)
+        return self._reply(sent, script, head, tail)
+
+    async def _reply(
+        self, sent: Awaitable[Any], script: AsyncScript, head: bytes, tail: bytes
+    ) -> Any:
         try:
-            return await self._call(head + _EVALSHA + sha + tail)
+            return await sent
         except NoScriptError:
             source = script.script
             body = source.encode() if isinstance(source, str) else bytes(source)
-            return await self._call(head + _EVAL + bulk(body) + tail)
-
-    def _call(self, data: bytes) -> Awaitable[Any]:
-        """The reply, to await. On an open connection the command is sent at once, with no
-        coroutine in between."""
-        if not self._connection.alive:
-            return self._open_and_send(data)
-        return self._send(data)
+            return await self._open_and_send(head + _EVAL + bulk(body) + tail)
 
     def _send(self, data: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
