@@ -276,8 +276,6 @@ class RedisEngine(Engine):
             for k, env in enumerate(chunk):
                 seq, duplicate, sha256 = reply[1 + 3 * k : 4 + 3 * k]
                 found[id(env)] = Outcome(seq, epoch, sha256.decode(), bool(duplicate))
-                if not duplicate:
-                    env.position.seq, env.position.epoch = seq, epoch
         return [found[id(env)] for env in envelopes]
 
     @_guarded
