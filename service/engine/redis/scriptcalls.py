@@ -2,11 +2,10 @@
 of redis-py's client per round trip on the path every publish waits for. The command goes out
 when `run` is called, within the caller's own step; replies are matched to callers in the order
 their commands went out, so concurrent publishes, and the chunks of one batch, pipeline. A
-connection that fails fails every call
-waiting on it, and the next call makes a new one, as it does for a connection Redis closed while
-it was idle. So does one silent for the client's socket timeout (`engine.redis_timeout`) while
-calls wait: a watchdog timer, armed while anything waits, checks that, so no read pays for a
-timeout of its own.
+connection that fails fails every call waiting on it, and the next call makes a new one, as it
+does for a connection Redis closed while it was idle. So does one silent for the client's socket
+timeout (`engine.redis_timeout`) while calls wait: a watchdog timer, armed while anything waits,
+checks that, so no read pays for a timeout of its own.
 
 Standalone Redis only: a Cluster client routes each script to the node of its keys' slot.
 """

@@ -59,9 +59,8 @@ end
 # position, as five big-endian uint32, then those five parts.
 # Returns the epoch, then seq, duplicate (0/1) and sha256 per envelope. What it accepted goes
 # out as one pub/sub message (see fanout.decode_publications): "epoch node created_ms\n", then
-# per envelope its seq and length (big-endian uint64 and uint32) and the envelope's bytes;
-# and, with a mirror channel, as one
-# message each there: the JSON with its position.
+# per envelope its seq and length (big-endian uint64 and uint32) and the envelope's bytes; and,
+# with a mirror channel, as one message each there: the JSON with its position.
 PUBLISH = (
     """
 -- One command over many arguments, a bounded number at a time (Lua's unpack has a limit).
