@@ -28,8 +28,9 @@ from redis.exceptions import (
 from agentplex.client import Client, envelope
 from agentplex.config import EngineSettings
 from agentplex.core.channel_log import Retention
-from agentplex.engine.redis import RedisEngine
+from agentplex.engine.redis import RedisEngine, engine as engine_module
 from agentplex.engine.redis.scriptcalls import ScriptCalls, prepare
+from agentplex.errors import Unavailable
 from agentplex.node import HubNode
 from agentplex.redisconn import connect_pubsub
 from agentplex.v1 import envelope_pb2
@@ -251,6 +252,42 @@ async def test_script_calls_time_out_on_a_stalled_redis_and_recover(
         assert all(isinstance(r, RedisTimeoutError) for r in results), results
         await asyncio.sleep(0.25)  # the slow script ends
         assert await calls.run(echo, NO_KEYS, ["after"]) == b"after"
+
+
+async def test_after_a_connection_fails_mid_call_redis_is_looked_at_at_once(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish whose connection fails while it waits is refused (UNAVAILABLE); the engine
+    then checks Redis at once, so a healthy Redis takes work again without waiting out
+    WATCH_INTERVAL."""
+    monkeypatch.setattr(engine_module, "WATCH_INTERVAL", 60.0)
+    engine = RedisEngine(
+        Retention(), EngineSettings(name="redis", redis_url=own_redis.url, redis_prefix="drop")
+    )
+    await engine.start(lambda entries: None, node="n1")
+    try:
+        await engine.publish([_envelope("dropped", "a")], time.time_ns())
+        busy = asyncio.ensure_future(asyncio.to_thread(own_redis.client().eval, SLOW, 0))
+        await asyncio.sleep(0.05)  # Redis runs the slow script: the next publish waits
+        waiting = asyncio.ensure_future(engine.publish([_envelope("dropped", "b")], 1))
+        await asyncio.sleep(0.05)
+        assert engine._publish_calls is not None
+        await engine._publish_calls.close()  # its connection goes, the call in flight
+        with pytest.raises(Unavailable, match=r"engine\.redis_url"):
+            await waiting
+        assert not engine.available
+        await busy
+        for _ in range(250):  # 5 s at most, far below the watch interval
+            if engine.available:
+                break
+            await asyncio.sleep(0.02)
+        assert engine.available
+        out = await engine.publish([_envelope("dropped", "c")], time.time_ns())
+        assert not out[0].duplicate
+        page = await engine.history("dropped", None, None, 10)
+        assert page.entries[-1].envelope.payload == b"c"
+    finally:
+        await engine.close()
 
 
 async def test_a_burst_beyond_the_connection_pool_waits_for_connections(

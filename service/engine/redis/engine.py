@@ -133,6 +133,7 @@ class RedisEngine(Engine):
         self._names: dict[str, Prepared] = {}
         self._fanout: Fanout | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._look_now = asyncio.Event()
         register = self.redis.register_script
         self._publish = register(scripts.PUBLISH)
         self._history = register(scripts.HISTORY)
@@ -186,11 +187,17 @@ class RedisEngine(Engine):
     def _lost(self, err: BaseException) -> None:
         if self.available:
             log.error("Redis is unreachable (%s): refusing operations until it is back", err)
+            # One connection that failed need not mean Redis is gone: the watcher looks at once
+            # (then every WATCH_INTERVAL while it is), so a healthy Redis is trusted again
+            # within a round trip.
+            self._look_now.set()
         self.available = False
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(WATCH_INTERVAL)
+            with contextlib.suppress(asyncio.TimeoutError):  # asyncio's: redis-py's is imported
+                await asyncio.wait_for(self._look_now.wait(), WATCH_INTERVAL)
+            self._look_now.clear()
             try:
                 await self.redis.ping()
             except _UNREACHABLE as err:
