@@ -121,14 +121,10 @@ async def test_housekeeping_runs_when_due_not_on_every_publish(
     """A channel's key TTLs are pushed out, and expired dedup ids swept, once they are due
     (the publish script keeps when in the channel's meta hash), not on every publish."""
     ttl_ms, window_ms = 60_000, 10_000
-    engine = RedisEngine(
-        Retention(history_ttl_ns=ttl_ms * 10**6, dedup_window_ns=window_ms * 10**6),
-        EngineSettings(name="redis", redis_url=private_redis.url, redis_prefix="housekeeping"),
-    )
-    _, log, ids, idx = engine.keys.channel("kept")
+    retention = Retention(history_ttl_ns=ttl_ms * 10**6, dedup_window_ns=window_ms * 10**6)
     redis = private_redis.client()
-    await engine.start(lambda entries: None, node="n1")
-    try:
+    async with started_engine(private_redis, "housekeeping", retention) as engine:
+        _, log, ids, idx = engine.keys.channel("kept")
         t0 = time.time_ns()
         await engine.publish([_envelope("kept", "a")], t0)
         assert ttl_ms < redis.pttl(log) <= 2 * ttl_ms
@@ -144,6 +140,20 @@ async def test_housekeeping_runs_when_due_not_on_every_publish(
         assert not out[0].duplicate and out[0].seq == 3
         assert not redis.hexists(ids, "b") and redis.zscore(idx, "b") is None
         assert redis.pttl(log) > ttl_ms
+
+
+@contextlib.asynccontextmanager
+async def started_engine(
+    server: RedisServer, prefix: str, retention: Retention | None = None, **settings: Any
+) -> AsyncIterator[RedisEngine]:
+    """A RedisEngine on `server` under `prefix` (EngineSettings `settings` on top), started."""
+    engine = RedisEngine(
+        retention or Retention(),
+        EngineSettings(name="redis", redis_url=server.url, redis_prefix=prefix, **settings),
+    )
+    await engine.start(lambda entries: None, node="n1")
+    try:
+        yield engine
     finally:
         await engine.close()
 
@@ -261,11 +271,7 @@ async def test_after_a_connection_fails_mid_call_redis_is_looked_at_at_once(
     then checks Redis at once, so a healthy Redis takes work again without waiting out
     WATCH_INTERVAL."""
     monkeypatch.setattr(engine_module, "WATCH_INTERVAL", 60.0)
-    engine = RedisEngine(
-        Retention(), EngineSettings(name="redis", redis_url=own_redis.url, redis_prefix="drop")
-    )
-    await engine.start(lambda entries: None, node="n1")
-    try:
+    async with started_engine(own_redis, "drop") as engine:
         await engine.publish([_envelope("dropped", "a")], time.time_ns())
         busy = asyncio.ensure_future(asyncio.to_thread(own_redis.client().eval, SLOW, 0))
         await asyncio.sleep(0.05)  # Redis runs the slow script: the next publish waits
@@ -286,24 +292,15 @@ async def test_after_a_connection_fails_mid_call_redis_is_looked_at_at_once(
         assert not out[0].duplicate
         page = await engine.history("dropped", None, None, 10)
         assert page.entries[-1].envelope.payload == b"c"
-    finally:
-        await engine.close()
 
 
 async def test_a_burst_beyond_the_connection_pool_waits_for_connections(
     own_redis: RedisServer,
 ) -> None:
-    settings = EngineSettings(
-        name="redis", redis_url=own_redis.url, redis_prefix="burst", redis_max_connections=4
-    )
-    engine = RedisEngine(Retention(), settings)
-    await engine.start(lambda entries: None, node="burst-node")
-    try:
+    async with started_engine(own_redis, "burst", redis_max_connections=4) as engine:
         reads = await asyncio.gather(*(engine.history(f"c{i}", None, None, 1) for i in range(200)))
         assert all(r.entries == [] for r in reads) and engine.available
         assert own_redis.client().info("clients")["connected_clients"] <= 4 + 3
-    finally:
-        await engine.close()
 
 
 async def test_a_burst_on_the_pub_sub_client_waits_for_connections(
