@@ -6,8 +6,13 @@ until all N arrived; a benchmark round is that whole transfer, and msgs/s = N / 
 (median and best round in extra_info). Every round checks that each message arrived exactly once
 and in the hub's order (seq contiguous), and for batches in the publisher's order too.
 
-- batched: `Client.publish_batch` of BATCH envelopes (built before the round, outside the
-  timing), one batch in flight at a time;
+- batched, two ways, BATCH envelopes a batch (built before the round, outside the timing):
+  - `rpc`: `Client.publish_batch`, one call in flight at a time, so the hub idles while each
+    response travels back and the next batch comes in (that publisher's round trip is in the
+    figure);
+  - `session`: `Session.publish_batch` on one session stream, IN_FLIGHT batches in flight (a
+    sliding window), as a publisher that streams does; the stream keeps them in order, and the
+    hub is kept busy. This is the hub's batched throughput, the figure the target is for;
 - single: `Client.publish` per message, pipelined: WINDOW publishes in flight at any time (a
   sliding window: WINDOW workers gathered, each publishing the next message when its previous
   one is answered).
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -44,6 +50,7 @@ from tests.benchmarks.helpers import (
 
 BATCHED_N = 50_000
 BATCH = 1000  # the hub's default limits.max_batch
+IN_FLIGHT = 3  # batches a streaming publisher keeps in flight
 SINGLE_N = 5_000
 WINDOW = 100
 ROUNDS = 5
@@ -177,28 +184,48 @@ class Transfer:
         }
 
 
+async def in_flight(
+    publish: Callable[[list[envelope_pb2.Envelope]], Awaitable[object]],
+    batches: list[list[envelope_pb2.Envelope]],
+    window: int,
+) -> None:
+    """Publish `batches` in order, `window` of them in flight at any time."""
+    pending: deque[asyncio.Future[object]] = deque()
+    for batch in batches:
+        pending.append(asyncio.ensure_future(publish(batch)))
+        if len(pending) == window:
+            await pending.popleft()
+    await asyncio.gather(*pending)
+
+
 @pytest.mark.benchmark(group="throughput")
+@pytest.mark.parametrize("path", ["rpc", "session"])
 def test_throughput_batched(
     benchmark: Any,
     runner: asyncio.Runner,
     hub: tuple[psutil.Process, str],
     request: pytest.FixtureRequest,
+    path: str,
 ) -> None:
     hub_proc, address = hub
-    transfer = Transfer(address, hub_proc, "bench.throughput.batched", warmup=benchmark.enabled)
+    channel = f"bench.throughput.batched.{path}"
+    transfer = Transfer(address, hub_proc, channel, warmup=benchmark.enabled)
     count = sized(benchmark, BATCHED_N, 5 * BATCH)
+    window = IN_FLIGHT if path == "session" else 1
 
     def setup() -> tuple[tuple[list[list[envelope_pb2.Envelope]], list[bytes]], dict[str, Any]]:
         sent = transfer.unchecked = transfer.payloads(count)
         envs = [envelope(transfer.channel, p) for p in sent]
         return ([envs[i : i + BATCH] for i in range(0, count, BATCH)], sent), {}
 
-    async def send(batches: list[list[envelope_pb2.Envelope]]) -> None:
-        publish = transfer.publisher.publish_batch
-        for batch in batches:
-            await publish(batch)
-
     runner.run(transfer.open())
+    publisher = transfer.publisher.session() if path == "session" else transfer.publisher
+    if path == "session":
+        runner.run(publisher.connect())
+
+    async def send(batches: list[list[envelope_pb2.Envelope]]) -> None:
+        await in_flight(publisher.publish_batch, batches, window)
+
     try:
         benchmark.pedantic(
             lambda batches, sent: runner.run(transfer.run(lambda: send(batches), len(sent))),
@@ -210,11 +237,15 @@ def test_throughput_batched(
         if transfer.unchecked is not None:  # --benchmark-disable: no teardown ran
             transfer.check(transfer.unchecked, ordered=True)
     finally:
+        if path == "session":
+            runner.run(publisher.close())
         runner.run(transfer.close())
+    how = f"on a session, {window} in flight" if path == "session" else "PublishBatch, 1 in flight"
     report(
         benchmark,
-        f"throughput batched ({BATCH} per publish_batch), {engine_of(request)} engine",
+        f"throughput batched ({BATCH} a batch, {how}), {engine_of(request)} engine",
         batch=BATCH,
+        in_flight=window,
         target_msgs_per_s=100_000,
         **transfer.figures(benchmark, count),
     )
