@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from agentplex.config import EngineSettings
-from agentplex.core.channel_log import Retention
 from agentplex.edges.envelope_json import json_parts
 from agentplex.engine.redis import RedisEngine
 from agentplex.engine.redis.engine import PUBLISH_CHUNK
 from agentplex.v1 import envelope_pb2
 from tests.benchmarks.helpers import report, sized
+from tests.support.redis_engine import started_engine
 from tests.support.redis_server import RedisServer, find_redis_server, redis_server
 
 pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="no redis-server found")
@@ -60,28 +59,24 @@ def envelopes(count: int) -> list[envelope_pb2.Envelope]:
 
 @asynccontextmanager
 async def mirrored_engine(server: RedisServer) -> AsyncIterator[RedisEngine]:
-    engine = RedisEngine(
-        Retention(), EngineSettings(name="redis", redis_url=server.url, redis_prefix="script")
-    )
-    await engine.start(lambda entries: None, node="bench-node")
-    engine.mirror("agentplex:msg:", json_parts)
-    listener = aioredis.Redis(host=server.host, port=server.port)
-    pubsub = listener.pubsub()
-    await pubsub.psubscribe("agentplex:msg:*")
+    async with started_engine(server, "script") as engine:
+        engine.mirror("agentplex:msg:", json_parts)
+        listener = aioredis.Redis(host=server.host, port=server.port)
+        pubsub = listener.pubsub()
+        await pubsub.psubscribe("agentplex:msg:*")
 
-    async def drain() -> None:
-        async for _ in pubsub.listen():
-            pass
+        async def drain() -> None:
+            async for _ in pubsub.listen():
+                pass
 
-    draining = asyncio.get_running_loop().create_task(drain())
-    try:
-        yield engine
-    finally:
-        draining.cancel()
-        await asyncio.gather(draining, return_exceptions=True)
-        await pubsub.aclose()
-        await listener.aclose()
-        await engine.close()
+        draining = asyncio.get_running_loop().create_task(drain())
+        try:
+            yield engine
+        finally:
+            draining.cancel()
+            await asyncio.gather(draining, return_exceptions=True)
+            await pubsub.aclose()
+            await listener.aclose()
 
 
 async def script_time(

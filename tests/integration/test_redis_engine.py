@@ -35,6 +35,7 @@ from agentplex.node import HubNode
 from agentplex.redisconn import connect_pubsub
 from agentplex.v1 import envelope_pb2
 from tests.support.hubs import fast_settings
+from tests.support.redis_engine import started_engine
 from tests.support.redis_server import RedisServer, free_port, redis_server
 from tests.support.streams import take
 from tests.support.tamper import rewrite_stream
@@ -140,22 +141,6 @@ async def test_housekeeping_runs_when_due_not_on_every_publish(
         assert not out[0].duplicate and out[0].seq == 3
         assert not redis.hexists(ids, "b") and redis.zscore(idx, "b") is None
         assert redis.pttl(log) > ttl_ms
-
-
-@contextlib.asynccontextmanager
-async def started_engine(
-    server: RedisServer, prefix: str, retention: Retention | None = None, **settings: Any
-) -> AsyncIterator[RedisEngine]:
-    """A RedisEngine on `server` under `prefix` (EngineSettings `settings` on top), started."""
-    engine = RedisEngine(
-        retention or Retention(),
-        EngineSettings(name="redis", redis_url=server.url, redis_prefix=prefix, **settings),
-    )
-    await engine.start(lambda entries: None, node="n1")
-    try:
-        yield engine
-    finally:
-        await engine.close()
 
 
 def _envelope(channel: str, envelope_id: str) -> envelope_pb2.Envelope:
