@@ -53,12 +53,18 @@ class RedisConnection:
         """Queue one frame from the client; a bad one is answered with an error frame."""
         try:
             frame = parse_json_frame(data)
-            if frame.WhichOneof("frame") == "publish":
-                for env in frame.publish.envelopes:
-                    self.ingress.check(env.channel)
+            if frame.WhichOneof("frame") == "batch":
+                inner = frame.batch.frames
+                kept = [f for f in inner if self._admitted(f)]
+                if not kept:
+                    return
+                if len(kept) < len(inner):
+                    frame = ss.ConnectRequest(
+                        ref=frame.ref, batch=ss.ConnectRequestBatch(frames=kept)
+                    )
+            elif not self._admitted(frame):
+                return
             self._inbound.put_nowait(frame)
-        except PermissionDenied as err:
-            self.connection.refuse(err, frame.ref)
         except Refused as err:
             self.connection.refuse(InvalidArgument(err.reason), err.ref)
         except asyncio.QueueFull:
@@ -69,6 +75,19 @@ class RedisConnection:
                 ),
                 fatal=True,
             )
+
+    def _admitted(self, frame: ss.ConnectRequest) -> bool:
+        """A publish on a channel outside `redis_edge.ingress` is answered with an error frame
+        and goes no further, whether it came alone or inside a batch."""
+        if frame.WhichOneof("frame") != "publish":
+            return True
+        try:
+            for env in frame.publish.envelopes:
+                self.ingress.check(env.channel)
+        except PermissionDenied as err:
+            self.connection.refuse(err, frame.ref)
+            return False
+        return True
 
     def close(self, reason: str) -> None:
         self.connection.outbox.close(reason, grpc.StatusCode.UNAVAILABLE)

@@ -121,6 +121,35 @@ async def test_refusals_are_error_frames_echoing_ref(agent: RedisAgent) -> None:
     assert (await agent.answer("still")).WhichOneof("frame") == "receipt"
 
 
+async def test_publishes_outside_the_ingress_allow_list_are_refused_alone_or_batched(
+    server: RedisServer, prefix: str
+) -> None:
+    async with (
+        edge_hub(server.url, prefix, ingress="chat") as node,
+        Client(node.grpc_address) as client,
+        aioredis.Redis(host=server.host, port=server.port) as redis,
+        RedisAgent(redis, prefix, "s2") as agent,
+    ):
+        await agent.send("h", hello={"batches": True})
+        await agent.read_kind("welcome")
+        secret = {"envelopes": [{"channel": "secret", "payload": "eA=="}]}
+        chat = {"envelopes": [{"channel": "chat", "payload": "eQ=="}]}
+        await agent.send("alone", publish=secret)
+        await agent.send(
+            "b",
+            batch={
+                "frames": [{"ref": "in-batch", "publish": secret}, {"ref": "ok", "publish": chat}]
+            },
+        )
+        for ref in ("alone", "in-batch"):
+            error = (await agent.answer(ref)).error
+            assert error.code == ss.ERROR_CODE_PERMISSION_DENIED and not error.fatal
+            assert "'secret' is not allowed by redis_edge.ingress (chat)" in error.message
+        assert (await agent.answer("ok")).receipt.published[0].position.seq == 1
+        assert (await client.history("secret")).envelopes == []
+        assert [e.payload for e in (await client.history("chat")).envelopes] == [b"y"]
+
+
 async def test_first_frame_must_be_hello(agent: RedisAgent) -> None:
     await agent.send("x", heartbeat={})
     frame = await agent.read()
