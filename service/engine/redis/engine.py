@@ -172,6 +172,7 @@ class RedisEngine(Engine):
             on_publications,
             on_node_message or (lambda _: None),
             self._gap,
+            self._position,
         )
         await self._fanout.start()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
@@ -302,6 +303,11 @@ class RedisEngine(Engine):
             reply = await self._history(keys=keys, args=[now_ms, self._ttl_ms, start, limit])
             entries = reply[4] if reply else []
         return Replay([self._entry(channel, current, e) for e in entries], top, current, recovered)
+
+    async def _position(self, channel: str) -> tuple[int, str]:
+        """A channel's (top, epoch) now, for the fan-out."""
+        page = await self.history(channel, None, None, 0)
+        return page.top, page.epoch
 
     async def _gap(self, channel: str, seq: int, epoch: str) -> list[Accepted]:
         """Everything `channel` holds after (seq, epoch), page by page (for the fan-out)."""
