@@ -11,6 +11,7 @@ from typing import Any
 
 from agentplex.config.sections import Settings
 from agentplex.core.origins import Origins
+from agentplex.core.validation import valid_id
 
 WEAK_SECRETS = frozenset(
     {"secret", "changeme", "change-me", "change_me", "your-secret-key", "jwt-secret", "default"}
@@ -68,6 +69,13 @@ def _ranges(s: Settings) -> None:
     if s.session.heartbeat_timeout <= s.session.heartbeat_interval:
         raise ConfigError(
             "setting session.heartbeat_timeout must be larger than session.heartbeat_interval"
+        )
+    node_id = s.server.node_id
+    if node_id and not valid_id(node_id, s.limits):
+        # Other nodes read it back from what this node publishes (space-separated, in keys).
+        raise ConfigError(
+            f"setting server.node_id must be 1 to {s.limits.max_id_length} characters of "
+            f"A-Z a-z 0-9 _ . : - (limits.max_id_length), got {node_id[:50]!r}"
         )
     if s.logging.format not in ("text", "json"):
         raise ConfigError(f"setting logging.format must be text or json, got {s.logging.format!r}")

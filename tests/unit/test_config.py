@@ -96,6 +96,8 @@ def test_redis_engine(monkeypatch: pytest.MonkeyPatch) -> None:
             ["session.heartbeat_timeout", "session.heartbeat_interval"],
         ),
         ("AGENTPLEX_SESSION__HEARTBEAT_INTERVAL", "31", ["session.heartbeat_timeout"]),
+        ("AGENTPLEX_SERVER__NODE_ID", "node one", ["server.node_id", "'node one'"]),
+        ("AGENTPLEX_SERVER__NODE_ID", "n" * 191, ["server.node_id", "1 to 190 characters"]),
     ],
 )
 def test_bad_settings_are_named(
