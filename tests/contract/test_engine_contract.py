@@ -133,6 +133,22 @@ async def test_an_id_repeated_within_one_publish_is_a_duplicate_of_its_first(
     assert [e.envelope.payload for e in page.entries] == [b"1", b"2"]
 
 
+async def test_over_the_dedup_size_the_oldest_id_is_forgotten_first(
+    make_engine: Callable[[Retention], Engine],
+) -> None:
+    engine = make_engine(Retention(dedup_size=2, dedup_window_ns=60 * 10**9))
+    await engine.start(lambda entries: None, node="n1")
+    try:
+        now = time.time_ns()  # one millisecond for all: the order of acceptance decides
+        seqs = []
+        for id in ("z-first", "a-second", "m-third", "a-second", "z-first"):
+            (out,) = await engine.publish([env("dedup", id.encode(), id)], now)
+            seqs.append((out.seq, out.duplicate))
+        assert seqs == [(1, False), (2, False), (3, False), (2, True), (4, False)]
+    finally:
+        await engine.close()
+
+
 async def test_a_full_batch_keeps_its_order_and_its_duplicates_across_the_engines_steps(
     started: tuple[Engine, Recorder],
 ) -> None:

@@ -137,7 +137,10 @@ while at <= #blob do
     added = true
     redis.call('XADD', log, 'MAXLEN', ARGV[1], seq .. '-0', 't', ARGV[8], 'n', node, 'e', raw)
     expiries[id] = true
-    expiry_args[#expiry_args + 1] = expiry
+    -- The score is the expiry plus the seq's last ten bits as a fraction (exact in a double
+    -- until 2^43 ms, the year 2248): ids accepted in the same millisecond then leave the
+    -- dedup window oldest first, not in the order of their names.
+    expiry_args[#expiry_args + 1] = expiry .. string.format('.%010d', (top % 1024) * 9765625)
     expiry_args[#expiry_args + 1] = id
     fanned[#fanned + 1] = struct.pack('>I8I4', top, c)
     fanned[#fanned + 1] = raw
