@@ -5,7 +5,9 @@ The lock is a key holding the leader's token with a TTL (`engine.node_ttl`, the 
 which a silent node counts as dead). Every third of the TTL each node runs one script: the
 holder extends it, anyone takes it when it is free (SET ... PX), others are told no. The
 holder counts its lease from before it asked, so a node whose loop stalled past the TTL stops
-acting as leader at once, before it learns whether another node took over.
+acting as leader at once, before it learns whether another node took over. A renewal that
+fails (Redis away for a moment) is retried on the next round; the lock is lost when the lease
+runs out unrenewed.
 """
 
 from __future__ import annotations
@@ -80,7 +82,10 @@ class LeaderLock:
         except (RedisError, OSError) as err:
             if self._confirmed:
                 log.warning("redis edge: cannot renew the leader lock %s: %s", self.key, err)
-            claimed = False
+            # The lease from the last claim still runs: only its end loses the lock, so one
+            # failed renewal does not end every Redis session this node serves.
+            self._set(self.held)
+            return self.held
         if claimed:
             self._expires = asked + self.ttl
         self._set(claimed)

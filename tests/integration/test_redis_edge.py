@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from google.protobuf import json_format
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agentplex.client import Client
 from agentplex.config import Settings
@@ -293,6 +294,31 @@ async def test_lock_goes_to_another_node_when_it_expires(server: RedisServer) ->
         await b.release()
         assert await redis.get(key) is None
     assert changes == [("a", True), ("b", True), ("a", False), ("b", False)]
+
+
+async def test_a_failed_renewal_keeps_the_lock_until_the_lease_runs_out(
+    server: RedisServer,
+) -> None:
+    key = f"{unique_prefix()}edge:leader"
+    changes: list[bool] = []
+    async with aioredis.Redis(host=server.host, port=server.port) as redis:
+        lock = LeaderLock(redis, key, 0.4, "a", changes.append)
+        assert await lock.attempt()
+        claim = lock._claim
+
+        async def unreachable(**_: object) -> int:
+            raise RedisConnectionError("Redis is away for a moment")
+
+        lock._claim = unreachable  # type: ignore[assignment]
+        assert await lock.attempt() and lock.held  # within the lease: still leading
+        assert changes == [True]
+        await asyncio.sleep(0.45)
+        assert not await lock.attempt() and not lock.held  # the lease ran out unrenewed
+        assert changes == [True, False]
+        lock._claim = claim
+        assert await lock.attempt()  # the key expired meanwhile: taken again
+        await lock.release()
+    assert changes == [True, False, True, False]
 
 
 async def test_a_stalled_holder_stops_leading_until_it_claims_again(server: RedisServer) -> None:
