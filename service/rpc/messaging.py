@@ -11,7 +11,7 @@ from agentplex.core.outbox import Outbox
 from agentplex.errors import InvalidArgument
 from agentplex.hub import Hub
 from agentplex.rpc.principal import principal_of
-from agentplex.rpc.streams import write_outbox
+from agentplex.rpc.streams import write_outbox_during
 from agentplex.v1 import agent_pb2, messaging_service_pb2 as ms, session_service_pb2 as ss
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -48,8 +48,13 @@ class MessagingServicer:
         outbox = Outbox(hub.limits.session_queue)
         session.attach(outbox)
         try:
-            await session.subscribe(list(request.channels), list(request.since), ack=False)
-            await write_outbox(outbox, context, deliveries_field=1, control=_subscribe_control)
+            await write_outbox_during(
+                session.subscribe(list(request.channels), list(request.since), ack=False),
+                outbox,
+                context,
+                deliveries_field=1,
+                control=_subscribe_control,
+            )
         finally:
             session.end("subscription stream ended")
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from agentplex.background import cancel_and_wait
 from agentplex.core.framing import CONNECT_BATCH, CONNECT_DELIVERIES, batched
 from agentplex.hub import Hub
 from agentplex.hub.connection import Connection
 from agentplex.rpc.principal import presented
-from agentplex.rpc.streams import write_outbox
+from agentplex.rpc.streams import write_outbox_during
 from agentplex.v1 import agent_pb2, session_service_pb2 as ss
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -27,17 +25,16 @@ class SessionServicer:
         connection = Connection(
             self.hub, agent_pb2.TRANSPORT_GRPC, principal=presented(context), peer=context.peer()
         )
-        reader = asyncio.create_task(self._read(connection, requests))
+        limit = self.hub.limits.max_batch
         try:
-            limit = self.hub.limits.max_batch
-            await write_outbox(
+            await write_outbox_during(
+                self._read(connection, requests),
                 connection.outbox,
                 context,
                 deliveries_field=CONNECT_DELIVERIES,
                 batch=lambda out: batched(out, CONNECT_BATCH, limit) if connection.batches else out,
             )
         finally:
-            await cancel_and_wait(reader)
             connection.detach()
 
     @staticmethod

@@ -87,6 +87,27 @@ async def test_replay_from_position_then_live_with_no_gap_or_duplicate(
     assert [e.payload for e in await got] == [b"3", b"4", b"5", b"6", b"7"]
 
 
+async def test_replay_longer_than_half_the_session_queue_is_sent_while_it_is_read() -> None:
+    # The replay waits for room in the outbox once it is half full (limits.session_queue / 2);
+    # if the stream wrote nothing until the whole replay was queued, it would wait forever.
+    limits = {"session_queue": 200, "history_page": 50, "max_batch": 100}
+    async with (
+        HubNode(fast_settings(limits=limits)) as node,
+        Client(node.grpc_address) as client,
+    ):
+        for start in range(0, 400, 100):
+            await client.publish_batch(
+                [envelope("deep", f"{i}") for i in range(start, start + 100)]
+            )
+        sub = client.subscribe("deep", since={"deep": 0})
+        replayed = await take(sub, 400)
+        assert sub.states[0].recovered and sub.states[0].position.seq == 400
+        await client.publish("deep", "live")
+        [live] = await take(sub, 1)
+        assert [e.position.seq for e in replayed] == list(range(1, 401))
+        assert (live.position.seq, live.payload) == (401, b"live")
+
+
 async def test_history_paging(client: Client) -> None:
     await client.publish_batch([envelope("h", f"{i}") for i in range(1, 26)])
     seen: list[bytes] = []
