@@ -42,6 +42,13 @@ class AckTracker:
             )
         pending[key] = Pending(entry, attempt, now_ns + self.timeout_ns)
 
+    def has_room(self) -> bool:
+        """Whether a replay may send another delivery that needs an ack. It pauses while half
+        of `limit` are pending (as JetStream's max_ack_pending pauses delivery) instead of
+        failing: a client acks what it reads. The other half is left to live deliveries,
+        which are refused only at `limit` itself."""
+        return len(self._pending) < max(1, self.limit // 2)
+
     def ack(self, channel: str, seq: int) -> bool:
         return self._pending.pop((channel, seq), None) is not None
 

@@ -3,14 +3,17 @@
 A transport (gRPC now, WebSocket and Redis later) hands each client frame to `handle` and writes
 what the outbox yields. The session outlives its connection for the grace period: while detached
 it only records how far each channel has gone, and a resume replays the gap from history, so no
-delivery is buffered in memory for an absent client.
+delivery is buffered in memory for an absent client. Replays run in a task of their own beside
+frame handling: a client acks what it reads while a long replay goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,6 +47,20 @@ class _Sent:
     first: int
 
 
+@dataclass(slots=True, eq=False)
+class _Replay:
+    """One channel's replay after (seq, epoch), queued behind the session's earlier ones.
+    `page`: its first page when already read (a subscribe reports what it found in its
+    receipt); `fatal`: a failure ends the connection (a resume cannot honour its gap)."""
+
+    channel: str
+    seq: int
+    epoch: str
+    page: Page | None = None
+    ref: str = ""
+    fatal: bool = False
+
+
 def error_frame(err: HubError, ref: str = "", *, fatal: bool = False) -> Frame:
     return Frame(ref=ref, error=ss.Error(code=err.code.value[0], message=err.message, fatal=fatal))
 
@@ -71,7 +88,12 @@ class Session:
         self.acks = AckTracker(int(settings.session.ack_timeout * 1e9), hub.limits.max_unacked)
         self._plans: dict[str, tuple[bool, bool]] = {}  # channel -> (may receive, ack)
         self._sent: dict[str, _Sent] = {}
-        self._holding: dict[str, list[Accepted]] = {}
+        self._holding: dict[str, deque[Accepted]] = {}
+        # Replays run in one task beside frame handling, so acks flow while they go on.
+        self._replays: deque[_Replay] = deque()
+        self._replaying: dict[str, _Replay] = {}  # channel -> its current replay
+        self._replayer: asyncio.Task[None] | None = None
+        self._acked = asyncio.Event()
         now = time.time_ns()
         self.last_frame_ns = now
         self.last_ping_ns = now
@@ -86,6 +108,7 @@ class Session:
     def attach(self, outbox: Outbox) -> None:
         if self.outbox is not None:
             self.outbox.close("replaced by a newer connection of the same session")
+            self._stop_replays()
         self.outbox = outbox
         self.last_frame_ns = self.last_ping_ns = time.time_ns()
         self.detached_ns = 0
@@ -95,6 +118,7 @@ class Session:
         if self.outbox is not outbox or self.closed:
             return
         self.outbox = None
+        self._stop_replays()
         self.detached_ns = time.time_ns()
         if not self.token:
             self.end("stream closed")
@@ -109,6 +133,7 @@ class Session:
         self.closed = True
         if self.outbox is not None:
             self.outbox.close(reason, code)
+        self._stop_replays()
         self.hub.spawn(self.hub.sessions.forget(self, reason))
 
     def replaced(self) -> None:
@@ -117,6 +142,9 @@ class Session:
         self.end("agent registered again by a new session")
 
     def _fail(self, err: Exception, code: grpc.StatusCode) -> None:
+        """Cut a slow consumer off, once: what is still being sent to it fails too."""
+        if self.closed:
+            return
         self.hub.metrics.slow_consumers += 1
         log.warning("session %s cut off: %s", self.id, err)
         self.end(f"consumer too slow: {err}", code)
@@ -125,13 +153,17 @@ class Session:
 
     def deliver(self, entry: Accepted) -> None:
         """A live envelope on a channel this session subscribes to (called by fan-out)."""
-        channel = entry.channel
-        held = self._holding.get(channel)
-        if held is not None:
-            if len(held) >= self.hub.limits.session_queue:
-                self._fail(Overflow("too many live envelopes during a replay"), _EXHAUSTED)
+        held = self._holding.get(entry.channel)
+        if held is None:
+            self._deliver_now(entry)
+        elif len(held) >= (limit := self.hub.limits.session_queue):
+            too_many = f"{limit} live envelopes arrived during a replay (limits.session_queue)"
+            self._fail(Overflow(too_many), _EXHAUSTED)
+        else:
             held.append(entry)
-            return
+
+    def _deliver_now(self, entry: Accepted) -> None:
+        channel = entry.channel
         sent = self._sent.get(channel)
         if sent is not None and entry.seq <= sent.seq and sent.epoch == entry.epoch:
             return
@@ -173,46 +205,92 @@ class Session:
         except Overflow as err:
             self._fail(err, _EXHAUSTED)
 
+    # Replays ------------------------------------------------------------------------------
+
     def hold(self, channel: str) -> None:
         """Keep live envelopes of `channel` back until its replay (which releases them)."""
-        self._holding.setdefault(channel, [])
+        self._holding.setdefault(channel, deque())
 
-    async def replay(self, channel: str, seq: int, epoch: str) -> bool:
-        """Send what `channel` holds after (seq, epoch), then what arrived live meanwhile.
-        Returns whether the position could be honoured."""
-        page = await self._begin_replay(channel, seq, epoch)
-        await self._finish_replay(channel, page)
-        return page.recovered
+    def replay(self, channel: str, seq: int, epoch: str) -> None:
+        """Resend what `channel` holds after (seq, epoch), then what arrives live meanwhile, in
+        the background; live envelopes of `channel` are held back from now on."""
+        self.hold(channel)
+        self._queue(_Replay(channel, seq, epoch, fatal=True))
 
-    async def _begin_replay(self, channel: str, seq: int, epoch: str) -> Page:
-        """Hold live envelopes of `channel` and read the first page after (seq, epoch)."""
-        self._holding.setdefault(channel, [])
-        page = await self.hub.read(channel, seq, epoch, self.hub.limits.history_page)
+    def _queue(self, replay: _Replay) -> None:
+        """Run `replay` after those queued before it; an earlier one of its channel stops."""
+        self._replaying[replay.channel] = replay
+        self._replays.append(replay)
+        if self._replayer is None or self._replayer.done():
+            self._replayer = asyncio.get_running_loop().create_task(self._run_replays())
+
+    async def _run_replays(self) -> None:
+        """The queued replays, one after the other, beside frame handling: a client's acks
+        must reach the session while a long replay waits for them."""
+        while self._replays:
+            replay = self._replays.popleft()
+            if self._replaying.get(replay.channel) is not replay:
+                continue
+            try:
+                await self._send_replay(replay)
+            except HubError as err:
+                self.send(error_frame(err, replay.ref, fatal=replay.fatal))
+                if replay.fatal and self.outbox is not None:
+                    self.outbox.close(err.message, err.code)
+            except Exception:
+                log.exception("session %s: replay of %r failed", self.id, replay.channel)
+                self.end("replay failed", grpc.StatusCode.INTERNAL)
+            finally:
+                if self._replaying.get(replay.channel) is replay:
+                    del self._replaying[replay.channel]
+                    self.release(replay.channel)
+
+    async def _send_replay(self, replay: _Replay) -> None:
+        """Send the pages after the replay's position, then the live envelopes held meanwhile,
+        pacing on the outbox's room and the ack window; stop once it is no longer current."""
+        channel, limit = replay.channel, self.hub.limits.history_page
+        page = replay.page or await self.hub.read(channel, replay.seq, replay.epoch, limit)
         start = page.entries[0].seq - 1 if page.entries else page.top
         self._sent[channel] = _Sent(page.epoch, start, start + 1)
-        return page
-
-    async def _finish_replay(self, channel: str, page: Page) -> None:
-        """Send `page` and the pages after it, then release the envelopes held meanwhile."""
         attempts = {key: n for key, n in self.acks.attempts().items() if key[0] == channel}
         ack = (self._plans.get(channel) or self._plan(channel))[1]
-        limit = self.hub.limits.history_page
-        try:
-            while not self.closed:
-                for entry in page.entries:
-                    self._send(entry, attempts.get((channel, entry.seq), 0) + 1, ack)
-                if len(page.entries) < limit:
-                    break
-                if self.outbox is not None:
-                    await self.outbox.wait_for_room()
-                page = await self.hub.read(channel, page.entries[-1].seq, page.epoch, limit)
-        finally:
+        while True:
+            for entry in page.entries:
+                if not await self._may_send(replay, ack):
+                    return
+                self._send(entry, attempts.get((channel, entry.seq), 0) + 1, ack)
+            if len(page.entries) < limit:
+                break
+            if self.outbox is not None:
+                await self.outbox.wait_for_room()
+            page = await self.hub.read(channel, page.entries[-1].seq, page.epoch, limit)
+        held = self._holding.get(channel)
+        while held and await self._may_send(replay, ack):
+            self._deliver_now(held.popleft())
+
+    async def _may_send(self, replay: _Replay, ack: bool) -> bool:
+        """Whether `replay` is still its channel's, once the ack window has room (see
+        `AckTracker.has_room`)."""
+        while ack and self.outbox is not None and not self.acks.has_room():
+            self._acked.clear()
+            await self._acked.wait()
+        return self._replaying.get(replay.channel) is replay
+
+    def _stop_replays(self) -> None:
+        """A replay belongs to its connection: a resume starts its own from the positions.
+        What was held back is released (while detached that only records the positions)."""
+        if self._replayer is not None:
+            self._replayer.cancel()
+            self._replayer = None
+        self._replays.clear()
+        for channel in list(self._replaying):
+            del self._replaying[channel]
             self.release(channel)
 
     def release(self, channel: str) -> None:
         """Send the live envelopes held back during a replay (if any are)."""
         for entry in self._holding.pop(channel, ()):
-            self.deliver(entry)
+            self._deliver_now(entry)
 
     def redeliver_due(self, now_ns: int) -> None:
         if self.outbox is None or not len(self.acks):
@@ -239,6 +317,7 @@ class Session:
             elif kind == "ack":
                 for pos in frame.ack.positions:
                     self.acks.ack(pos.channel, pos.position.seq)
+                self._acked.set()
                 self._receipt(frame.ref)
             elif kind == "heartbeat":
                 await self._heartbeat(frame)
@@ -335,6 +414,32 @@ class Session:
                     f"since[{i}].channel: {pos.channel!r} is not among the subscribed channels"
                 )
             starts[pos.channel] = pos.position
+        # Before anything awaits, so no live envelope overtakes its gap; an earlier replay of
+        # the channel stops where it is.
+        for channel in starts:
+            self._replaying.pop(channel, None)
+            self.hold(channel)
+        try:
+            states, pages = await self._subscribe_states(channels, fresh, starts, ack)
+        except BaseException:
+            for channel in starts:
+                self.release(channel)
+            raise
+        # The receipt goes first so a client knows its subscriptions before the replay arrives.
+        self.send(Frame(ref=ref, receipt=ss.Receipt(subscriptions=list(states.values()))))
+        for channel, page in pages:
+            start = starts[channel]
+            self._queue(_Replay(channel, start.seq, start.epoch, page, ref))
+        return list(states.values())
+
+    async def _subscribe_states(
+        self,
+        channels: list[str],
+        fresh: list[str],
+        starts: dict[str, envelope_pb2.StreamPosition],
+        ack: bool,
+    ) -> tuple[dict[str, envelope_pb2.SubscriptionState], list[tuple[str, Page]]]:
+        """Listen, and read where each channel stands: the first page of each replay."""
         for name in channels:
             self.subscriptions[name] = self.subscriptions.get(name, False) or ack
         self._plans.clear()
@@ -346,11 +451,12 @@ class Session:
                 channel=name, recovered=True, ack_required=self.subscriptions[name]
             )
             if not is_pattern(name) and name not in starts:
-                page = await self.hub.read(name, None, None, 0)
-                state.position.seq, state.position.epoch = page.top, page.epoch
-        first_pages = []
+                top = await self.hub.read(name, None, None, 0)
+                state.position.seq, state.position.epoch = top.top, top.epoch
+        pages = []
+        limit = self.hub.limits.history_page
         for channel, start in starts.items():
-            page = await self._begin_replay(channel, start.seq, start.epoch)
+            page = await self.hub.read(channel, start.seq, start.epoch, limit)
             state = states.setdefault(
                 channel,
                 envelope_pb2.SubscriptionState(
@@ -359,12 +465,8 @@ class Session:
             )
             state.recovered = page.recovered
             state.position.seq, state.position.epoch = page.top, page.epoch
-            first_pages.append((channel, page))
-        # The receipt goes first so a client knows its subscriptions before the replay arrives.
-        self.send(Frame(ref=ref, receipt=ss.Receipt(subscriptions=list(states.values()))))
-        for channel, page in first_pages:
-            await self._finish_replay(channel, page)
-        return list(states.values())
+            pages.append((channel, page))
+        return states, pages
 
     async def _subscribe(self, frame: ss.ConnectRequest) -> None:
         sub = frame.subscribe
@@ -377,8 +479,19 @@ class Session:
             if self.subscriptions.pop(name, None) is not None:
                 await self.hub.unlisten(self, name)
         self._plans.clear()
+        for channel in list(self._replaying):  # a replay ends with its subscription
+            if not self._covers(channel):
+                del self._replaying[channel]
+                self._holding.pop(channel, None)
         self.acks.keep_only(lambda channel: self._plan(channel)[1])
+        self._acked.set()
         self._receipt(frame.ref)
+
+    def _covers(self, channel: str) -> bool:
+        return any(
+            name == channel or (is_pattern(name) and glob_match(name, channel))
+            for name in self.subscriptions
+        )
 
     async def unsubscribe_all(self) -> None:
         for name in list(self.subscriptions):

@@ -133,8 +133,6 @@ class SessionManager:
         unacknowledged deliveries."""
         session.attach(outbox)
         reported = {p.channel: p.position for p in frame.hello.positions}
-        # Decide every replay before anything awaits: live envelopes of those channels wait
-        # behind their replay, so none overtakes the gap it belongs after.
         replays = []
         for channel, sent in list(session.positions().items()):
             start = sent.first - 1
@@ -145,23 +143,20 @@ class SessionManager:
             if lowest is not None:
                 start = min(start, lowest - 1)
             if start < sent.seq:
-                session.hold(channel)
                 replays.append((channel, start, sent.epoch))
         welcome = self._welcome(session, resumed=True)
         for name, ack in session.subscriptions.items():
             welcome.subscriptions.add(channel=name, recovered=True, ack_required=ack)
         session.send(Frame(ref=frame.ref, welcome=welcome))
+        # Queued before anything awaits, so live envelopes of those channels wait behind their
+        # replay; replays run beside the session's frames (acks go on meanwhile).
+        for channel, start, epoch in replays:
+            session.replay(channel, start, epoch)
         if session.agent_id:
             agent = await self.hub.engine.get_agent(session.agent_id)
             if agent is not None:
                 await self.hub.agents.set_status(agent, agent_pb2.AGENT_STATUS_ONLINE, "resumed")
                 self.hub.tasks.resumed(session)
-        try:
-            for channel, start, epoch in replays:
-                await session.replay(channel, start, epoch)
-        finally:  # a failed replay must not leave live envelopes held back forever
-            for channel, _, _ in replays:
-                session.release(channel)
 
     # Closing --------------------------------------------------------------------------------
 

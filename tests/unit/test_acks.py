@@ -78,6 +78,18 @@ def test_limit_raises_too_many_unacked() -> None:
     assert len(acks) == 2
 
 
+def test_a_replay_has_room_below_half_the_limit() -> None:
+    acks = AckTracker(TIMEOUT, limit=4)
+    acks.track(entry("a", 1), 1, 0)
+    assert acks.has_room()
+    acks.track(entry("a", 2), 1, 0)
+    assert not acks.has_room()  # half of 4 pending: a replay waits, live still fits
+    acks.ack("a", 1)
+    assert acks.has_room()
+    one = AckTracker(TIMEOUT, limit=1)
+    assert one.has_room()  # a limit of 1 still lets one delivery out
+
+
 def test_lowest_pending_per_channel() -> None:
     acks = AckTracker(TIMEOUT, limit=10)
     assert acks.lowest_pending("a") is None
