@@ -53,6 +53,13 @@ class Raw:
             if frame.WhichOneof("frame") == kind:
                 return frame
 
+    async def answer(self, ref: str, timeout: float = 5.0) -> ss.ConnectResponse:
+        """The frame answering `ref` (the hello's inbox receipt, ref "", is not it)."""
+        while True:
+            frame = await self.read(timeout)
+            if frame.ref == ref:
+                return frame
+
     async def acking_agent(self, agent_id: str, channel: str) -> asyncio.Task[None]:
         """Register as `agent_id`, heartbeat, and subscribe to `channel` with acks; returns
         the heartbeat task (see `close`)."""
@@ -60,7 +67,7 @@ class Raw:
         await self.read_kind("welcome")
         beating = self.keep_alive()
         await self.send(ref="s", subscribe=ss.Subscribe(channels=[channel], ack=True))
-        await self.read_kind("receipt")
+        assert (await self.answer("s")).WhichOneof("frame") == "receipt"
         return beating
 
     def close(self, beating: asyncio.Task[None]) -> None:
@@ -131,7 +138,7 @@ async def test_unsubscribing_ends_redelivery_of_what_was_not_acked(client: Clien
     first = await raw.read_kind("deliveries")
     assert [d.attempt for d in first.deliveries.deliveries] == [1]
     await raw.send(ref="u", unsubscribe=ss.Unsubscribe(channels=["chores"]))
-    await raw.read_kind("receipt")
+    assert (await raw.answer("u")).WhichOneof("frame") == "receipt"
     # ack_timeout is 0.5 s in fast_settings: a redelivery would come well within 2 s.
     with pytest.raises(asyncio.TimeoutError):
         await raw.read_kind("deliveries", timeout=2)
