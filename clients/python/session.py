@@ -8,9 +8,10 @@ and carry on across dropped connections.
 
 A dropped stream is reopened with the resume token and the last positions seen: within the
 hub's grace period the hub resends exactly what was missed; after it, the session registers
-again and resubscribes from those positions. Deliveries already seen are dropped, so an
-iteration sees no gap and no duplicate; such a redelivery is acked only when its message was
-acked here already (the ack was lost), never while the message still waits to be handled.
+again (the hub replays the inbox from the position the hello gives) and resubscribes from
+those positions. Deliveries already seen are dropped, so an iteration sees no gap and no
+duplicate; such a redelivery is acked only when its message was acked here already (the ack
+was lost), never while the message still waits to be handled.
 A hub node that shuts down says so first (a drain frame): the tasks running here are
 cancelled, as the hub hands them to other agents.
 """
@@ -262,11 +263,18 @@ class Session:
             await self._resubscribe()
 
     async def _resubscribe(self) -> None:
-        """A new session: ask again for every subscription, from the positions seen."""
+        """A new session: ask again for every subscription, from the positions seen. Not for
+        the inbox: the hub subscribed it at hello, from the position the hello gave, and a
+        second replay of it would only be dropped here as duplicates."""
+        inbox = self._inbox_name()
+        positions = [p for p in self.positions.as_list() if p.channel != inbox]
         for sub in self._subs:
-            since = [p for p in self.positions.as_list() if sub.wants(p.channel)]
+            channels = [c for c in sub.channels if c != inbox]
+            if not channels:
+                continue
+            since = [p for p in positions if sub.wants(p.channel)]
             frame = ss.ConnectRequest(
-                subscribe=ss.Subscribe(channels=sub.channels, since=since, ack=sub.ack)
+                subscribe=ss.Subscribe(channels=channels, since=since, ack=sub.ack)
             )
             await self._send_tracked(frame)
 

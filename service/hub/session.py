@@ -498,8 +498,16 @@ class Session:
             await self.hub.unlisten(self, name)
         self.subscriptions.clear()
 
-    async def subscribe_inbox(self) -> None:
-        await self.subscribe([inbox_of(self.agent_id)], [], True)
+    async def subscribe_inbox(self, reported: Sequence[envelope_pb2.ChannelPosition]) -> None:
+        """Subscribe the agent to its inbox, with acks, from the position its hello reported
+        there (a client back after its grace period): what it missed is replayed before any
+        live direct message, which waits meanwhile so it cannot overtake the gap."""
+        inbox = inbox_of(self.agent_id)
+        self.hold(inbox)
+        try:
+            await self.subscribe([inbox], [p for p in reported if p.channel == inbox], True)
+        finally:
+            self.release(inbox)
 
 
 _EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -100,7 +100,7 @@ class SessionManager:
                 self._by_agent[session.agent_id] = session
             session.send(Frame(ref=frame.ref, welcome=self._welcome(session, resumed=False)))
             if session.agent_id:
-                await session.subscribe_inbox()
+                await session.subscribe_inbox(hello.positions)
                 self.hub.tasks.agent_online(agent)
         except BaseException:
             # The transport reports the refusal on this connection; the session just goes.

@@ -4,12 +4,14 @@ resume within the grace period, expiry after it, heartbeat timeout, slow consume
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 import pytest
 
 from agentplex.client import Client, HubError
 from agentplex.client.errors import SessionClosed
+from agentplex.client.session import Session, SessionSubscription
 from agentplex.node import HubNode
 from agentplex.v1 import (
     agent_pb2,
@@ -18,6 +20,7 @@ from agentplex.v1 import (
     session_service_pb2_grpc,
 )
 from tests.support.hubs import fast_settings
+from tests.support.outage import Outage
 from tests.support.streams import take, until
 
 Card = agent_pb2.AgentCard
@@ -288,6 +291,68 @@ async def test_dropped_agent_goes_offline_then_leaves_after_grace(client: Client
     again.call.cancel()
 
 
+async def test_a_new_session_replays_the_inbox_after_the_position_its_hello_reports(
+    client: Client,
+) -> None:
+    """Back after its grace period, an agent starts a new session: the hub replays its inbox
+    after the position the hello reports, before what arrives live, without being asked."""
+    first = Raw(client)
+    await first.send(hello=ss.Hello(card=Card(id="returning")))
+    await first.read_kind("welcome")
+    await client.publish("agent.returning", "d1")
+    seen = (await first.read_kind("deliveries")).deliveries.deliveries[0].envelope.position
+    first.call.cancel()
+    await client.publish("agent.returning", "d2")  # while away: kept in the inbox's history
+    await until(lambda: gone(client, "returning"))
+    again = Raw(client)
+    inbox = envelope_pb2.ChannelPosition(channel="agent.returning", position=seen)
+    await again.send(hello=ss.Hello(card=Card(id="returning"), positions=[inbox]))
+    assert not (await again.read_kind("welcome")).welcome.resumed
+    await client.publish("agent.returning", "d3")
+    received: list[bytes] = []
+    while len(received) < 2:
+        frame = await again.read_kind("deliveries")
+        received += [d.envelope.payload for d in frame.deliveries.deliveries]
+    assert received == [b"d2", b"d3"]
+    again.call.cancel()
+
+
+async def test_back_after_the_grace_period_the_inbox_misses_nothing_sent_meanwhile(
+    node: HubNode, client: Client
+) -> None:
+    """Direct messages keep coming while an agent is away past its grace period and as it
+    comes back: it receives every one, in order, once. None sent as it comes back may
+    overtake those kept for it in history (and have them dropped as duplicates)."""
+    async with Outage(node.grpc_address) as outage, Client(outage.address) as remote:
+        session = remote.session(Card(id="away"))
+        await session.connect()
+        received: list[int] = []
+        consuming = asyncio.create_task(consume_seqs(session.inbox(), received))
+        last = 0
+        sending = True
+
+        async def send() -> None:
+            nonlocal last
+            while sending:
+                with contextlib.suppress(HubError):  # NOT_FOUND while the agent is gone
+                    last = (await client.publish("agent.away", "d")).position.seq
+                await asyncio.sleep(0)
+
+        publishing = asyncio.create_task(send())
+        await until(lambda: reached(received, 1))
+        outage.cut()
+        await until(lambda: gone(client, "away"))
+        outage.restore()
+        await until(lambda: reconnected(session), timeout=10)
+        await asyncio.sleep(0.3)
+        sending = False
+        await publishing
+        await until(lambda: reached(received, last))  # in order: all before it came first
+        assert received == list(range(1, last + 1))
+        consuming.cancel()
+        await session.close()
+
+
 async def test_silent_client_is_noticed_by_heartbeat_timeout(client: Client) -> None:
     raw = Raw(client)
     await raw.send(hello=ss.Hello(card=Card(id="silent")))
@@ -442,6 +507,27 @@ async def test_bad_card_in_hello_is_refused(client: Client) -> None:
 
 async def has_status(client: Client, agent_id: str, status: int) -> bool:
     return (await client.get_agent(agent_id)).status == status
+
+
+async def gone(client: Client, agent_id: str) -> bool:
+    try:
+        await client.get_agent(agent_id)
+    except HubError as err:
+        return err.code == grpc.StatusCode.NOT_FOUND
+    return False
+
+
+async def reached(seqs: list[int], seq: int) -> bool:
+    return bool(seqs) and seqs[-1] >= seq
+
+
+async def reconnected(session: Session) -> bool:
+    return session.reconnects > 0 and session.connected.is_set()
+
+
+async def consume_seqs(source: SessionSubscription, seqs: list[int]) -> None:
+    async for message in source:
+        seqs.append(message.envelope.position.seq)
 
 
 async def sessions_gone(node: HubNode) -> None:
