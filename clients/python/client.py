@@ -21,7 +21,7 @@ import grpc
 from agentplex.client.channel import Tls, bearer_metadata, default_token, open_channel
 from agentplex.client.content import as_bytes
 from agentplex.client.errors import HubError
-from agentplex.client.positions import Positions
+from agentplex.client.positions import Positions, requested
 from agentplex.client.tasks import TaskHandle, TaskOptions, new_task, payload
 from agentplex.v1 import (
     agent_pb2,
@@ -310,11 +310,8 @@ class Subscription:
         self.client = client
         self.channels = channels
         self.positions = Positions()
-        for name, pos in since.items():
-            if isinstance(pos, int):
-                self.positions.set(name, pos, "")
-            else:
-                self.positions.set(name, pos.seq, pos.epoch)
+        for start in requested(since):
+            self.positions.set(start.channel, start.position.seq, start.position.epoch)
         self.reconnect = reconnect
         self.states: list[envelope_pb2.SubscriptionState] = []
         self.ready = asyncio.Event()
@@ -337,6 +334,7 @@ class Subscription:
                 async for response in self._call:
                     if response.HasField("states"):
                         self.states = list(response.states.states)
+                        self.positions.began(self.states)
                         self.ready.set()
                         delay = 0.05
                         continue

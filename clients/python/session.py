@@ -9,9 +9,10 @@ and carry on across dropped connections.
 A dropped stream is reopened with the resume token and the last positions seen: within the
 hub's grace period the hub resends exactly what was missed; after it, the session registers
 again (the hub replays the inbox from the position the hello gives) and resubscribes from
-those positions. Deliveries already seen are dropped, so an iteration sees no gap and no
-duplicate; such a redelivery is acked only when its message was acked here already (the ack
-was lost), never while the message still waits to be handled.
+those positions, or from where a subscription began on a channel that had sent nothing yet.
+Deliveries already seen are dropped, so an iteration sees no gap and no duplicate; such a
+redelivery is acked only when its message was acked here already (the ack was lost), never
+while the message still waits to be handled.
 A hub node that shuts down says so first (a drain frame): the tasks running here are
 cancelled, as the hub hands them to other agents.
 """
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 import grpc
 
 from agentplex.client.errors import HubError, SessionClosed, status_from_number
-from agentplex.client.positions import Positions
+from agentplex.client.positions import Positions, requested
 from agentplex.client.tasks import (
     TaskContext,
     TaskHandle,
@@ -356,6 +357,9 @@ class Session:
             log.info("hub node %s is draining: %s", frame.drain.node, frame.drain.reason)
             for task, _ in list(self._running.values()):
                 task.cancel()
+        elif kind == "receipt":
+            # Also the hub's own receipt (no ref) for the inbox it subscribes at hello.
+            self.positions.began(frame.receipt.subscriptions)
         elif kind == "ping":
             await self._try_write(ss.ConnectRequest(heartbeat=ss.Heartbeat()))
         elif kind == "error" and frame.error.fatal and frame.ref not in self._waiting:
@@ -511,14 +515,9 @@ class Session:
         """Subscribe to names and patterns. With `ack`, each delivery must be acknowledged
         (automatically once the next one is requested, unless `auto_ack=False`)."""
         sub = SessionSubscription(list(channels), ack, auto_ack, self)
-        positions = []
-        for name, pos in (since or {}).items():
-            seq, epoch = (pos, "") if isinstance(pos, int) else (pos.seq, pos.epoch)
-            positions.append(
-                envelope_pb2.ChannelPosition(
-                    channel=name, position=envelope_pb2.StreamPosition(seq=seq, epoch=epoch)
-                )
-            )
+        positions = requested(since)
+        for start in positions:  # ahead of the receipt's top: the replay comes after it
+            self.positions.begin(start.channel, start.position)
         self._subs.append(sub)
         try:
             frame = ss.ConnectRequest(

@@ -14,7 +14,8 @@ from agentplex.client import Client, HubError, envelope
 from agentplex.node import HubNode
 from agentplex.v1 import envelope_pb2, messaging_service_pb2 as ms
 from tests.support.hubs import fast_settings
-from tests.support.streams import take
+from tests.support.outage import Outage
+from tests.support.streams import filled, reached, take, until
 from tests.support.tamper import tamper
 
 
@@ -106,6 +107,39 @@ async def test_replay_longer_than_half_the_session_queue_is_sent_while_it_is_rea
         [live] = await take(sub, 1)
         assert [e.position.seq for e in replayed] == list(range(1, 401))
         assert (live.position.seq, live.payload) == (401, b"live")
+
+
+async def test_subscription_resumes_a_channel_that_was_quiet_before_the_drop(
+    node: HubNode, client: Client
+) -> None:
+    """A named channel that had sent nothing when the stream dropped resumes from where the
+    subscription began: what was published on it during the outage arrives, once."""
+    async with Outage(node.grpc_address) as outage, Client(outage.address) as remote:
+        sub = remote.subscribe("busy", "quiet")
+        received: list[envelope_pb2.Envelope] = []
+
+        async def consume() -> None:
+            async for env in sub:
+                received.append(env)
+
+        consuming = asyncio.create_task(consume())
+        await asyncio.wait_for(sub.ready.wait(), 5)
+        await client.publish("busy", "b1")
+        await filled(received, 1)
+        outage.cut()
+        sub.ready.clear()
+        await client.publish("quiet", "q1")  # during the outage
+        outage.restore()
+        await asyncio.wait_for(sub.ready.wait(), 10)
+        await client.publish("quiet", "q2")
+        await until(lambda: reached(received, 2))
+        await asyncio.sleep(0.1)  # a duplicate would come now
+        assert [(e.channel, e.payload) for e in received] == [
+            ("busy", b"b1"),
+            ("quiet", b"q1"),
+            ("quiet", b"q2"),
+        ]
+        consuming.cancel()
 
 
 async def test_history_paging(client: Client) -> None:

@@ -21,7 +21,7 @@ from agentplex.v1 import (
 )
 from tests.support.hubs import fast_settings
 from tests.support.outage import Outage
-from tests.support.streams import take, until
+from tests.support.streams import filled, reached, take, until
 
 Card = agent_pb2.AgentCard
 
@@ -326,8 +326,8 @@ async def test_back_after_the_grace_period_the_inbox_misses_nothing_sent_meanwhi
     async with Outage(node.grpc_address) as outage, Client(outage.address) as remote:
         session = remote.session(Card(id="away"))
         await session.connect()
-        received: list[int] = []
-        consuming = asyncio.create_task(consume_seqs(session.inbox(), received))
+        received: list[envelope_pb2.Envelope] = []
+        consuming = asyncio.create_task(collect(session.inbox(), received))
         last = 0
         sending = True
 
@@ -348,8 +348,42 @@ async def test_back_after_the_grace_period_the_inbox_misses_nothing_sent_meanwhi
         sending = False
         await publishing
         await until(lambda: reached(received, last))  # in order: all before it came first
-        assert received == list(range(1, last + 1))
+        assert [e.position.seq for e in received] == list(range(1, last + 1))
         consuming.cancel()
+        await session.close()
+
+
+async def test_back_after_the_grace_period_quiet_channels_miss_nothing(
+    node: HubNode, client: Client
+) -> None:
+    """A channel, or an inbox, that had sent nothing when an agent went away past its grace
+    period resumes from where its subscription began: what was published meanwhile arrives."""
+    async with Outage(node.grpc_address) as outage, Client(outage.address) as remote:
+        session = remote.session(Card(id="quiet"))
+        await session.connect()
+        sub = await session.subscribe("busy", "still")
+        received: list[envelope_pb2.Envelope] = []
+        direct: list[envelope_pb2.Envelope] = []
+        consuming = [
+            asyncio.create_task(collect(sub, received)),
+            asyncio.create_task(collect(session.inbox(), direct)),
+        ]
+        await client.publish("busy", "b1")
+        await filled(received, 1)
+        outage.cut()
+        await client.publish("still", "s1")
+        await client.publish("agent.quiet", "d1")
+        await until(lambda: gone(client, "quiet"))
+        outage.restore()
+        await until(lambda: reconnected(session), timeout=10)
+        await client.publish("still", "s2")
+        await client.publish("agent.quiet", "d2")
+        await until(lambda: reached(direct, 2))
+        await until(lambda: reached(received, 2))
+        assert [e.payload for e in received] == [b"b1", b"s1", b"s2"]
+        assert [e.payload for e in direct] == [b"d1", b"d2"]
+        for task in consuming:
+            task.cancel()
         await session.close()
 
 
@@ -517,17 +551,13 @@ async def gone(client: Client, agent_id: str) -> bool:
     return False
 
 
-async def reached(seqs: list[int], seq: int) -> bool:
-    return bool(seqs) and seqs[-1] >= seq
-
-
 async def reconnected(session: Session) -> bool:
     return session.reconnects > 0 and session.connected.is_set()
 
 
-async def consume_seqs(source: SessionSubscription, seqs: list[int]) -> None:
+async def collect(source: SessionSubscription, envelopes: list[envelope_pb2.Envelope]) -> None:
     async for message in source:
-        seqs.append(message.envelope.position.seq)
+        envelopes.append(message.envelope)
 
 
 async def sessions_gone(node: HubNode) -> None:
