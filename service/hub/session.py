@@ -501,13 +501,9 @@ class Session:
     async def subscribe_inbox(self, reported: Sequence[envelope_pb2.ChannelPosition]) -> None:
         """Subscribe the agent to its inbox, with acks, from the position its hello reported
         there (a client back after its grace period): what it missed is replayed before any
-        live direct message, which waits meanwhile so it cannot overtake the gap."""
+        live direct message (`subscribe` holds those back until its replay is done)."""
         inbox = inbox_of(self.agent_id)
-        self.hold(inbox)
-        try:
-            await self.subscribe([inbox], [p for p in reported if p.channel == inbox], True)
-        finally:
-            self.release(inbox)
+        await self.subscribe([inbox], [p for p in reported if p.channel == inbox], True)
 
 
 _EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
