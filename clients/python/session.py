@@ -258,8 +258,15 @@ class Session:
             # The hub subscribes an agent to its inbox at once; receive from the first frame.
             self._subs.append(SessionSubscription([self._inbox_name()], True, True, self))
         self._early = rest  # the read loop acts on them first
-        for frame in list(self._inflight.values()):
-            await self._write(frame)
+        for ref, frame in list(self._inflight.items()):
+            too_big = self._oversized(frame)  # sent before a welcome gave the limit
+            if too_big is None:
+                await self._write(frame)
+                continue
+            del self._inflight[ref]
+            future = self._waiting.pop(ref, None)
+            if future is not None and not future.done():
+                future.set_exception(too_big)
         if resume and not self.welcome.resumed:
             await self._resubscribe()
 
@@ -429,6 +436,9 @@ class Session:
         """Send a frame that expects a receipt; it is sent again after a reconnect."""
         if self._failure is not None:
             raise self._failure
+        too_big = self._oversized(frame)
+        if too_big is not None:
+            raise too_big
         frame.ref = frame.ref or f"r{next(self._refs)}"
         future: asyncio.Future[ss.ConnectResponse] = asyncio.get_running_loop().create_future()
         self._waiting[frame.ref] = future
@@ -436,6 +446,19 @@ class Session:
         if self.connected.is_set():
             await self._try_write(frame)  # after a reconnect it is sent again
         return future
+
+    def _oversized(self, frame: ss.ConnectRequest) -> HubError | None:
+        """The refusal of a frame larger than the hub takes (its welcome says how large):
+        sent, it would end the stream, and be sent again after every reconnect."""
+        limit = self.welcome.max_frame_bytes
+        size = frame.ByteSize() if limit else 0
+        if size <= limit:
+            return None
+        return HubError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the frame is {size} bytes, over the hub's limit of {limit} "
+            "(server.max_message_bytes): send fewer or smaller envelopes at a time",
+        )
 
     async def _request(self, frame: ss.ConnectRequest) -> ss.ConnectResponse:
         response = await (await self._send_tracked(frame))

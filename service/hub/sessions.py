@@ -125,6 +125,7 @@ class SessionManager:
             lease_ms=int(self.hub.settings.tasks.ack_deadline * 1000),
             node=self.hub.node,
             batch_limit=self.hub.limits.max_batch,
+            max_frame_bytes=self.hub.settings.server.max_message_bytes,
         )
 
     async def _resume(self, session: Session, frame: ss.ConnectRequest, outbox: Outbox) -> None:

@@ -9,7 +9,7 @@ import contextlib
 import grpc
 import pytest
 
-from agentplex.client import Client, HubError
+from agentplex.client import Client, HubError, envelope
 from agentplex.client.errors import SessionClosed
 from agentplex.client.session import Session, SessionSubscription
 from agentplex.node import HubNode
@@ -519,6 +519,25 @@ async def test_frames_sent_at_once_are_all_answered_within_the_batch_limit(
         assert sorted(r.position.seq for r in results) == list(range(1, 301))
         stored = (await client.history("at.once", limit=300)).envelopes
         assert sorted(e.payload for e in stored) == sorted(f"m{i}".encode() for i in range(300))
+
+
+async def test_a_frame_over_the_hubs_size_limit_is_refused_before_it_is_sent() -> None:
+    """Sent, it would end the stream, and the reconnect would send it again, forever."""
+    limit = 64 * 1024
+    async with (
+        HubNode(fast_settings(server={"max_message_bytes": limit})) as node,
+        Client(node.grpc_address) as client,
+        client.session() as session,
+    ):
+        assert session.welcome.max_frame_bytes == limit
+        big = [envelope("big", b"x" * 40_000) for _ in range(2)]  # each fits, both do not
+        with pytest.raises(HubError) as refused:
+            await asyncio.wait_for(session.publish_batch(big), 5)
+        assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"over the hub's limit of {limit} (server.max_message_bytes)" in str(refused.value)
+        assert (await session.publish_batch(big[:1]))[0].position.seq == 1
+        assert (await session.publish("big", "small")).position.seq == 2
+        assert session.reconnects == 0
 
 
 async def test_first_frame_must_be_hello(client: Client) -> None:

@@ -28,15 +28,15 @@ from agentplex.v1 import task_pb2 as agentplex_dot_v1_dot_task__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"agentplex/v1/session_service.proto\x12\x0c\x61gentplex.v1\x1a\x18\x61gentplex/v1/agent.proto\x1a\x1b\x61gentplex/v1/envelope.proto\x1a\x17\x61gentplex/v1/task.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x03\n\x0e\x43onnectRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12$\n\x05hello\x18\x02 \x01(\x0b\x32\x13.agentplex.v1.HelloH\x00\x12,\n\theartbeat\x18\x03 \x01(\x0b\x32\x17.agentplex.v1.HeartbeatH\x00\x12(\n\x07publish\x18\x04 \x01(\x0b\x32\x15.agentplex.v1.PublishH\x00\x12,\n\tsubscribe\x18\x05 \x01(\x0b\x32\x17.agentplex.v1.SubscribeH\x00\x12\x30\n\x0bunsubscribe\x18\x06 \x01(\x0b\x32\x19.agentplex.v1.UnsubscribeH\x00\x12 \n\x03\x61\x63k\x18\x07 \x01(\x0b\x32\x11.agentplex.v1.AckH\x00\x12/\n\x0btask_update\x18\x08 \x01(\x0b\x32\x18.agentplex.v1.TaskUpdateH\x00\x12(\n\x07goodbye\x18\t \x01(\x0b\x32\x15.agentplex.v1.GoodbyeH\x00\x12/\n\x0bsubmit_task\x18\n \x01(\x0b\x32\x18.agentplex.v1.SubmitTaskH\x00\x12\x32\n\x05\x62\x61tch\x18\x0b \x01(\x0b\x32!.agentplex.v1.ConnectRequestBatchH\x00\x42\x07\n\x05\x66rame\"C\n\x13\x43onnectRequestBatch\x12,\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1c.agentplex.v1.ConnectRequest\"\xe9\x03\n\x0f\x43onnectResponse\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12(\n\x07welcome\x18\x02 \x01(\x0b\x32\x15.agentplex.v1.WelcomeH\x00\x12.\n\ndeliveries\x18\x03 \x01(\x0b\x32\x18.agentplex.v1.DeliveriesH\x00\x12\x37\n\x0ftask_assignment\x18\x04 \x01(\x0b\x32\x1c.agentplex.v1.TaskAssignmentH\x00\x12/\n\x0btask_cancel\x18\x05 \x01(\x0b\x32\x18.agentplex.v1.TaskCancelH\x00\x12(\n\x07receipt\x18\x06 \x01(\x0b\x32\x15.agentplex.v1.ReceiptH\x00\x12$\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x13.agentplex.v1.ErrorH\x00\x12\"\n\x04ping\x18\x08 \x01(\x0b\x32\x12.agentplex.v1.PingH\x00\x12-\n\ntask_input\x18\t \x01(\x0b\x32\x17.agentplex.v1.TaskInputH\x00\x12$\n\x05\x64rain\x18\n \x01(\x0b\x32\x13.agentplex.v1.DrainH\x00\x12\x33\n\x05\x62\x61tch\x18\x0b \x01(\x0b\x32\".agentplex.v1.ConnectResponseBatchH\x00\x42\x07\n\x05\x66rame\"E\n\x14\x43onnectResponseBatch\x12-\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1d.agentplex.v1.ConnectResponse\"\x96\x01\n\x05Hello\x12%\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x17.agentplex.v1.AgentCard\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\x12\x30\n\tpositions\x18\x03 \x03(\x0b\x32\x1d.agentplex.v1.ChannelPosition\x12\r\n\x05token\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x08\"\x93\x02\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\x12\x0f\n\x07resumed\x18\x04 \x01(\x08\x12\x1d\n\x15heartbeat_interval_ms\x18\x05 \x01(\r\x12\x17\n\x0fgrace_period_ms\x18\x06 \x01(\r\x12\x16\n\x0e\x61\x63k_timeout_ms\x18\x07 \x01(\r\x12\x10\n\x08lease_ms\x18\x08 \x01(\r\x12\x0c\n\x04node\x18\t \x01(\t\x12\x36\n\rsubscriptions\x18\n \x03(\x0b\x32\x1f.agentplex.v1.SubscriptionState\x12\x13\n\x0b\x62\x61tch_limit\x18\x0b \x01(\r\"L\n\tHeartbeat\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.agentplex.v1.AgentStatus\x12\x14\n\x0c\x61\x63tive_tasks\x18\x02 \x01(\r\"4\n\x07Publish\x12)\n\tenvelopes\x18\x01 \x03(\x0b\x32\x16.agentplex.v1.Envelope\"X\n\tSubscribe\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\x12,\n\x05since\x18\x02 \x03(\x0b\x32\x1d.agentplex.v1.ChannelPosition\x12\x0b\n\x03\x61\x63k\x18\x03 \x01(\x08\"\x1f\n\x0bUnsubscribe\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\"7\n\x03\x41\x63k\x12\x30\n\tpositions\x18\x01 \x03(\x0b\x32\x1d.agentplex.v1.ChannelPosition\"\xf8\x02\n\nTaskUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12*\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x0b\x32\x18.agentplex.v1.TaskAcceptH\x00\x12.\n\x08progress\x18\x04 \x01(\x0b\x32\x1a.agentplex.v1.TaskProgressH\x00\x12*\n\x08\x61rtifact\x18\x05 \x01(\x0b\x32\x16.agentplex.v1.ArtifactH\x00\x12\x35\n\x0cinput_needed\x18\x06 \x01(\x0b\x32\x1d.agentplex.v1.TaskInputNeededH\x00\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x15.agentplex.v1.PayloadH\x00\x12*\n\x06reject\x18\x08 \x01(\x0b\x32\x18.agentplex.v1.TaskRejectH\x00\x12*\n\x07\x66\x61ilure\x18\t \x01(\x0b\x32\x17.agentplex.v1.TaskErrorH\x00\x42\x08\n\x06update\"\x0c\n\nTaskAccept\"0\n\x0cTaskProgress\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x02\"!\n\x0fTaskInputNeeded\x12\x0e\n\x06prompt\x18\x01 \x01(\t\"\x1c\n\nTaskReject\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"u\n\x0eTaskAssignment\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.agentplex.v1.Task\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x30\n\x0c\x61\x63k_deadline\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x05\x44rain\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"S\n\tTaskInput\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12$\n\x05input\x18\x03 \x01(\x0b\x32\x15.agentplex.v1.Payload\">\n\nTaskCancel\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x01\n\x07Receipt\x12.\n\tpublished\x18\x01 \x03(\x0b\x32\x1b.agentplex.v1.PublishResult\x12\x36\n\rsubscriptions\x18\x02 \x03(\x0b\x32\x1f.agentplex.v1.SubscriptionState\x12 \n\x04task\x18\x03 \x01(\x0b\x32\x12.agentplex.v1.Task\".\n\nSubmitTask\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.agentplex.v1.Task\"N\n\x05\x45rror\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x17.agentplex.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x03 \x01(\x08\"0\n\x04Ping\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x80\x04\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45RROR_CODE_CANCELLED\x10\x01\x12\x16\n\x12\x45RROR_CODE_UNKNOWN\x10\x02\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x03\x12 \n\x1c\x45RROR_CODE_DEADLINE_EXCEEDED\x10\x04\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x05\x12\x1d\n\x19\x45RROR_CODE_ALREADY_EXISTS\x10\x06\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x07\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x08\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\t\x12\x16\n\x12\x45RROR_CODE_ABORTED\x10\n\x12\x1b\n\x17\x45RROR_CODE_OUT_OF_RANGE\x10\x0b\x12\x1c\n\x18\x45RROR_CODE_UNIMPLEMENTED\x10\x0c\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\r\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x0e\x12\x18\n\x14\x45RROR_CODE_DATA_LOSS\x10\x0f\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x10\x32\\\n\x0eSessionService\x12J\n\x07\x43onnect\x12\x1c.agentplex.v1.ConnectRequest\x1a\x1d.agentplex.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"agentplex/v1/session_service.proto\x12\x0c\x61gentplex.v1\x1a\x18\x61gentplex/v1/agent.proto\x1a\x1b\x61gentplex/v1/envelope.proto\x1a\x17\x61gentplex/v1/task.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x03\n\x0e\x43onnectRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12$\n\x05hello\x18\x02 \x01(\x0b\x32\x13.agentplex.v1.HelloH\x00\x12,\n\theartbeat\x18\x03 \x01(\x0b\x32\x17.agentplex.v1.HeartbeatH\x00\x12(\n\x07publish\x18\x04 \x01(\x0b\x32\x15.agentplex.v1.PublishH\x00\x12,\n\tsubscribe\x18\x05 \x01(\x0b\x32\x17.agentplex.v1.SubscribeH\x00\x12\x30\n\x0bunsubscribe\x18\x06 \x01(\x0b\x32\x19.agentplex.v1.UnsubscribeH\x00\x12 \n\x03\x61\x63k\x18\x07 \x01(\x0b\x32\x11.agentplex.v1.AckH\x00\x12/\n\x0btask_update\x18\x08 \x01(\x0b\x32\x18.agentplex.v1.TaskUpdateH\x00\x12(\n\x07goodbye\x18\t \x01(\x0b\x32\x15.agentplex.v1.GoodbyeH\x00\x12/\n\x0bsubmit_task\x18\n \x01(\x0b\x32\x18.agentplex.v1.SubmitTaskH\x00\x12\x32\n\x05\x62\x61tch\x18\x0b \x01(\x0b\x32!.agentplex.v1.ConnectRequestBatchH\x00\x42\x07\n\x05\x66rame\"C\n\x13\x43onnectRequestBatch\x12,\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1c.agentplex.v1.ConnectRequest\"\xe9\x03\n\x0f\x43onnectResponse\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12(\n\x07welcome\x18\x02 \x01(\x0b\x32\x15.agentplex.v1.WelcomeH\x00\x12.\n\ndeliveries\x18\x03 \x01(\x0b\x32\x18.agentplex.v1.DeliveriesH\x00\x12\x37\n\x0ftask_assignment\x18\x04 \x01(\x0b\x32\x1c.agentplex.v1.TaskAssignmentH\x00\x12/\n\x0btask_cancel\x18\x05 \x01(\x0b\x32\x18.agentplex.v1.TaskCancelH\x00\x12(\n\x07receipt\x18\x06 \x01(\x0b\x32\x15.agentplex.v1.ReceiptH\x00\x12$\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x13.agentplex.v1.ErrorH\x00\x12\"\n\x04ping\x18\x08 \x01(\x0b\x32\x12.agentplex.v1.PingH\x00\x12-\n\ntask_input\x18\t \x01(\x0b\x32\x17.agentplex.v1.TaskInputH\x00\x12$\n\x05\x64rain\x18\n \x01(\x0b\x32\x13.agentplex.v1.DrainH\x00\x12\x33\n\x05\x62\x61tch\x18\x0b \x01(\x0b\x32\".agentplex.v1.ConnectResponseBatchH\x00\x42\x07\n\x05\x66rame\"E\n\x14\x43onnectResponseBatch\x12-\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1d.agentplex.v1.ConnectResponse\"\x96\x01\n\x05Hello\x12%\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x17.agentplex.v1.AgentCard\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\x12\x30\n\tpositions\x18\x03 \x03(\x0b\x32\x1d.agentplex.v1.ChannelPosition\x12\r\n\x05token\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x08\"\xac\x02\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\x12\x0f\n\x07resumed\x18\x04 \x01(\x08\x12\x1d\n\x15heartbeat_interval_ms\x18\x05 \x01(\r\x12\x17\n\x0fgrace_period_ms\x18\x06 \x01(\r\x12\x16\n\x0e\x61\x63k_timeout_ms\x18\x07 \x01(\r\x12\x10\n\x08lease_ms\x18\x08 \x01(\r\x12\x0c\n\x04node\x18\t \x01(\t\x12\x36\n\rsubscriptions\x18\n \x03(\x0b\x32\x1f.agentplex.v1.SubscriptionState\x12\x13\n\x0b\x62\x61tch_limit\x18\x0b \x01(\r\x12\x17\n\x0fmax_frame_bytes\x18\x0c \x01(\r\"L\n\tHeartbeat\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.agentplex.v1.AgentStatus\x12\x14\n\x0c\x61\x63tive_tasks\x18\x02 \x01(\r\"4\n\x07Publish\x12)\n\tenvelopes\x18\x01 \x03(\x0b\x32\x16.agentplex.v1.Envelope\"X\n\tSubscribe\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\x12,\n\x05since\x18\x02 \x03(\x0b\x32\x1d.agentplex.v1.ChannelPosition\x12\x0b\n\x03\x61\x63k\x18\x03 \x01(\x08\"\x1f\n\x0bUnsubscribe\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\"7\n\x03\x41\x63k\x12\x30\n\tpositions\x18\x01 \x03(\x0b\x32\x1d.agentplex.v1.ChannelPosition\"\xf8\x02\n\nTaskUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12*\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x0b\x32\x18.agentplex.v1.TaskAcceptH\x00\x12.\n\x08progress\x18\x04 \x01(\x0b\x32\x1a.agentplex.v1.TaskProgressH\x00\x12*\n\x08\x61rtifact\x18\x05 \x01(\x0b\x32\x16.agentplex.v1.ArtifactH\x00\x12\x35\n\x0cinput_needed\x18\x06 \x01(\x0b\x32\x1d.agentplex.v1.TaskInputNeededH\x00\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x15.agentplex.v1.PayloadH\x00\x12*\n\x06reject\x18\x08 \x01(\x0b\x32\x18.agentplex.v1.TaskRejectH\x00\x12*\n\x07\x66\x61ilure\x18\t \x01(\x0b\x32\x17.agentplex.v1.TaskErrorH\x00\x42\x08\n\x06update\"\x0c\n\nTaskAccept\"0\n\x0cTaskProgress\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x02\"!\n\x0fTaskInputNeeded\x12\x0e\n\x06prompt\x18\x01 \x01(\t\"\x1c\n\nTaskReject\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"u\n\x0eTaskAssignment\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.agentplex.v1.Task\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x30\n\x0c\x61\x63k_deadline\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x05\x44rain\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"S\n\tTaskInput\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12$\n\x05input\x18\x03 \x01(\x0b\x32\x15.agentplex.v1.Payload\">\n\nTaskCancel\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x01\n\x07Receipt\x12.\n\tpublished\x18\x01 \x03(\x0b\x32\x1b.agentplex.v1.PublishResult\x12\x36\n\rsubscriptions\x18\x02 \x03(\x0b\x32\x1f.agentplex.v1.SubscriptionState\x12 \n\x04task\x18\x03 \x01(\x0b\x32\x12.agentplex.v1.Task\".\n\nSubmitTask\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.agentplex.v1.Task\"N\n\x05\x45rror\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x17.agentplex.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x03 \x01(\x08\"0\n\x04Ping\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x80\x04\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45RROR_CODE_CANCELLED\x10\x01\x12\x16\n\x12\x45RROR_CODE_UNKNOWN\x10\x02\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x03\x12 \n\x1c\x45RROR_CODE_DEADLINE_EXCEEDED\x10\x04\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x05\x12\x1d\n\x19\x45RROR_CODE_ALREADY_EXISTS\x10\x06\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x07\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x08\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\t\x12\x16\n\x12\x45RROR_CODE_ABORTED\x10\n\x12\x1b\n\x17\x45RROR_CODE_OUT_OF_RANGE\x10\x0b\x12\x1c\n\x18\x45RROR_CODE_UNIMPLEMENTED\x10\x0c\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\r\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x0e\x12\x18\n\x14\x45RROR_CODE_DATA_LOSS\x10\x0f\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x10\x32\\\n\x0eSessionService\x12J\n\x07\x43onnect\x12\x1c.agentplex.v1.ConnectRequest\x1a\x1d.agentplex.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentplex.v1.session_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORCODE']._serialized_start=3200
-  _globals['_ERRORCODE']._serialized_end=3712
+  _globals['_ERRORCODE']._serialized_start=3225
+  _globals['_ERRORCODE']._serialized_end=3737
   _globals['_CONNECTREQUEST']._serialized_start=166
   _globals['_CONNECTREQUEST']._serialized_end=652
   _globals['_CONNECTREQUESTBATCH']._serialized_start=654
@@ -48,45 +48,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HELLO']._serialized_start=1287
   _globals['_HELLO']._serialized_end=1437
   _globals['_WELCOME']._serialized_start=1440
-  _globals['_WELCOME']._serialized_end=1715
-  _globals['_HEARTBEAT']._serialized_start=1717
-  _globals['_HEARTBEAT']._serialized_end=1793
-  _globals['_PUBLISH']._serialized_start=1795
-  _globals['_PUBLISH']._serialized_end=1847
-  _globals['_SUBSCRIBE']._serialized_start=1849
-  _globals['_SUBSCRIBE']._serialized_end=1937
-  _globals['_UNSUBSCRIBE']._serialized_start=1939
-  _globals['_UNSUBSCRIBE']._serialized_end=1970
-  _globals['_ACK']._serialized_start=1972
-  _globals['_ACK']._serialized_end=2027
-  _globals['_TASKUPDATE']._serialized_start=2030
-  _globals['_TASKUPDATE']._serialized_end=2406
-  _globals['_TASKACCEPT']._serialized_start=2408
-  _globals['_TASKACCEPT']._serialized_end=2420
-  _globals['_TASKPROGRESS']._serialized_start=2422
-  _globals['_TASKPROGRESS']._serialized_end=2470
-  _globals['_TASKINPUTNEEDED']._serialized_start=2472
-  _globals['_TASKINPUTNEEDED']._serialized_end=2505
-  _globals['_TASKREJECT']._serialized_start=2507
-  _globals['_TASKREJECT']._serialized_end=2535
-  _globals['_GOODBYE']._serialized_start=2537
-  _globals['_GOODBYE']._serialized_end=2562
-  _globals['_TASKASSIGNMENT']._serialized_start=2564
-  _globals['_TASKASSIGNMENT']._serialized_end=2681
-  _globals['_DRAIN']._serialized_start=2683
-  _globals['_DRAIN']._serialized_end=2720
-  _globals['_TASKINPUT']._serialized_start=2722
-  _globals['_TASKINPUT']._serialized_end=2805
-  _globals['_TASKCANCEL']._serialized_start=2807
-  _globals['_TASKCANCEL']._serialized_end=2869
-  _globals['_RECEIPT']._serialized_start=2872
-  _globals['_RECEIPT']._serialized_end=3019
-  _globals['_SUBMITTASK']._serialized_start=3021
-  _globals['_SUBMITTASK']._serialized_end=3067
-  _globals['_ERROR']._serialized_start=3069
-  _globals['_ERROR']._serialized_end=3147
-  _globals['_PING']._serialized_start=3149
-  _globals['_PING']._serialized_end=3197
-  _globals['_SESSIONSERVICE']._serialized_start=3714
-  _globals['_SESSIONSERVICE']._serialized_end=3806
+  _globals['_WELCOME']._serialized_end=1740
+  _globals['_HEARTBEAT']._serialized_start=1742
+  _globals['_HEARTBEAT']._serialized_end=1818
+  _globals['_PUBLISH']._serialized_start=1820
+  _globals['_PUBLISH']._serialized_end=1872
+  _globals['_SUBSCRIBE']._serialized_start=1874
+  _globals['_SUBSCRIBE']._serialized_end=1962
+  _globals['_UNSUBSCRIBE']._serialized_start=1964
+  _globals['_UNSUBSCRIBE']._serialized_end=1995
+  _globals['_ACK']._serialized_start=1997
+  _globals['_ACK']._serialized_end=2052
+  _globals['_TASKUPDATE']._serialized_start=2055
+  _globals['_TASKUPDATE']._serialized_end=2431
+  _globals['_TASKACCEPT']._serialized_start=2433
+  _globals['_TASKACCEPT']._serialized_end=2445
+  _globals['_TASKPROGRESS']._serialized_start=2447
+  _globals['_TASKPROGRESS']._serialized_end=2495
+  _globals['_TASKINPUTNEEDED']._serialized_start=2497
+  _globals['_TASKINPUTNEEDED']._serialized_end=2530
+  _globals['_TASKREJECT']._serialized_start=2532
+  _globals['_TASKREJECT']._serialized_end=2560
+  _globals['_GOODBYE']._serialized_start=2562
+  _globals['_GOODBYE']._serialized_end=2587
+  _globals['_TASKASSIGNMENT']._serialized_start=2589
+  _globals['_TASKASSIGNMENT']._serialized_end=2706
+  _globals['_DRAIN']._serialized_start=2708
+  _globals['_DRAIN']._serialized_end=2745
+  _globals['_TASKINPUT']._serialized_start=2747
+  _globals['_TASKINPUT']._serialized_end=2830
+  _globals['_TASKCANCEL']._serialized_start=2832
+  _globals['_TASKCANCEL']._serialized_end=2894
+  _globals['_RECEIPT']._serialized_start=2897
+  _globals['_RECEIPT']._serialized_end=3044
+  _globals['_SUBMITTASK']._serialized_start=3046
+  _globals['_SUBMITTASK']._serialized_end=3092
+  _globals['_ERROR']._serialized_start=3094
+  _globals['_ERROR']._serialized_end=3172
+  _globals['_PING']._serialized_start=3174
+  _globals['_PING']._serialized_end=3222
+  _globals['_SESSIONSERVICE']._serialized_start=3739
+  _globals['_SESSIONSERVICE']._serialized_end=3831
 # @@protoc_insertion_point(module_scope)

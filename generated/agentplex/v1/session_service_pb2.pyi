@@ -306,6 +306,7 @@ class Welcome(_message.Message):
     NODE_FIELD_NUMBER: _builtins.int
     SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
     BATCH_LIMIT_FIELD_NUMBER: _builtins.int
+    MAX_FRAME_BYTES_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     agent_id: _builtins.str
     """Empty for a session without an agent."""
@@ -323,6 +324,10 @@ class Welcome(_message.Message):
     node: _builtins.str
     batch_limit: _builtins.int
     """The most frames a batch frame may hold (`limits.max_batch`); 0: the hub takes none."""
+    max_frame_bytes: _builtins.int
+    """The largest client frame the hub takes, encoded (`server.max_message_bytes`); 0: not said.
+    A larger one ends the stream, so a client refuses it before sending.
+    """
     @_builtins.property
     def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SubscriptionState]:
         """For a resumed session: the subscriptions it still holds."""
@@ -341,10 +346,11 @@ class Welcome(_message.Message):
         node: _builtins.str = ...,
         subscriptions: _abc.Iterable[_envelope_pb2.SubscriptionState] | None = ...,
         batch_limit: _builtins.int = ...,
+        max_frame_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_timeout_ms", b"ack_timeout_ms", "agent_id", b"agent_id", "batch_limit", b"batch_limit", "grace_period_ms", b"grace_period_ms", "heartbeat_interval_ms", b"heartbeat_interval_ms", "lease_ms", b"lease_ms", "node", b"node", "resume_token", b"resume_token", "resumed", b"resumed", "session_id", b"session_id", "subscriptions", b"subscriptions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_timeout_ms", b"ack_timeout_ms", "agent_id", b"agent_id", "batch_limit", b"batch_limit", "grace_period_ms", b"grace_period_ms", "heartbeat_interval_ms", b"heartbeat_interval_ms", "lease_ms", b"lease_ms", "max_frame_bytes", b"max_frame_bytes", "node", b"node", "resume_token", b"resume_token", "resumed", b"resumed", "session_id", b"session_id", "subscriptions", b"subscriptions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
