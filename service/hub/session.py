@@ -40,11 +40,14 @@ Frame = ss.ConnectResponse
 
 @dataclass(slots=True)
 class _Sent:
-    """How far a channel has gone to this session: last seq handed out, and the first."""
+    """How far a channel has gone to this session: last seq handed out, and the first.
+    `unfinished`: a replay of it was cut short, so history after `seq` may not all be sent
+    (a resume replays it even from `seq`)."""
 
     epoch: str
     seq: int
     first: int
+    unfinished: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -251,7 +254,7 @@ class Session:
         channel, limit = replay.channel, self.hub.limits.history_page
         page = replay.page or await self.hub.read(channel, replay.seq, replay.epoch, limit)
         start = page.entries[0].seq - 1 if page.entries else page.top
-        self._sent[channel] = _Sent(page.epoch, start, start + 1)
+        sent = self._sent[channel] = _Sent(page.epoch, start, start + 1, unfinished=True)
         attempts = {key: n for key, n in self.acks.attempts().items() if key[0] == channel}
         ack = (self._plans.get(channel) or self._plan(channel))[1]
         while True:
@@ -264,6 +267,7 @@ class Session:
             if self.outbox is not None:
                 await self.outbox.wait_for_room()
             page = await self.hub.read(channel, page.entries[-1].seq, page.epoch, limit)
+        sent.unfinished = False
         held = self._holding.get(channel)
         while held and await self._may_send(replay, ack):
             self._deliver_now(held.popleft())

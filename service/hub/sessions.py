@@ -143,7 +143,7 @@ class SessionManager:
             lowest = session.acks.lowest_pending(channel)
             if lowest is not None:
                 start = min(start, lowest - 1)
-            if start < sent.seq:
+            if start < sent.seq or sent.unfinished:
                 replays.append((channel, start, sent.epoch))
         welcome = self._welcome(session, resumed=True)
         for name, ack in session.subscriptions.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from agentplex.client import Client, HubError, envelope
 from agentplex.client.errors import SessionClosed
 from agentplex.client.session import Session, SessionSubscription
+from agentplex.hub.hub import Page
 from agentplex.node import HubNode
 from agentplex.v1 import (
     agent_pb2,
@@ -269,6 +271,46 @@ async def test_resume_within_grace_misses_nothing_and_repeats_nothing(client: Cl
         assert session.reconnects >= 2
         assert session.welcome.resumed and session.welcome.resume_token == token
         assert (await client.get_agent("resumer")).status == agent_pb2.AGENT_STATUS_ONLINE
+
+
+async def test_a_resume_finishes_a_replay_the_drop_cut_short(node: HubNode, client: Client) -> None:
+    """The stream drops while a replay waits for its next page, with the client holding all
+    it was sent: the resume replays the rest of the history, though nothing was left unread."""
+    page = node.hub.limits.history_page
+    total = page + 20
+    for start in range(0, total, 10):
+        await client.publish_batch([envelope("deep", f"m{i}") for i in range(start, start + 10)])
+    read, gate = node.hub.read, asyncio.Event()
+
+    async def slow_second_page(channel: str, seq: int | None, *rest: Any) -> Page:
+        if channel == "deep" and seq:
+            await gate.wait()  # an engine slow to answer
+        return await read(channel, seq, *rest)
+
+    node.hub.read = slow_second_page  # type: ignore[method-assign]
+    first = Raw(client)
+    await first.send(hello=ss.Hello(card=Card(id="replayer")))
+    token = (await first.read_kind("welcome")).welcome.resume_token
+    since = envelope_pb2.ChannelPosition(channel="deep")
+    await first.send(ref="s", subscribe=ss.Subscribe(channels=["deep"], since=[since]))
+    seqs: list[int] = []
+    while len(seqs) < page:
+        frame = await first.read_kind("deliveries")
+        seqs += [d.envelope.position.seq for d in frame.deliveries.deliveries]
+    first.call.cancel()  # the client read all it was sent; the replay waits for page two
+    await asyncio.sleep(0.2)
+    node.hub.read = read  # type: ignore[method-assign]
+    gate.set()
+    back = Raw(client)
+    reported = envelope_pb2.ChannelPosition(channel="deep")
+    reported.position.seq = seqs[-1]
+    await back.send(hello=ss.Hello(resume_token=token, positions=[reported]))
+    assert (await back.read_kind("welcome")).welcome.resumed
+    while seqs[-1] < total:
+        frame = await back.read_kind("deliveries")
+        seqs += [d.envelope.position.seq for d in frame.deliveries.deliveries]
+    assert seqs == list(range(1, total + 1))
+    back.call.cancel()
 
 
 async def test_dropped_agent_goes_offline_then_leaves_after_grace(client: Client) -> None:
