@@ -558,8 +558,24 @@ class Session:
             self._subs.remove(sub)
         still = {c for other in self._subs for c in other.channels}
         gone = [c for c in sub.channels if c not in still]
-        if gone:
-            await self._request(ss.ConnectRequest(unsubscribe=ss.Unsubscribe(channels=gone)))
+        # Names still wanted, but by no subscription with acks any more: the hub only ever adds
+        # acks to a name, so it is asked for them anew, without, from where they stand.
+        unacked = [
+            c
+            for c in sub.channels
+            if sub.ack and c in still and not any(o.ack and c in o.channels for o in self._subs)
+        ]
+        if gone or unacked:
+            unsubscribe = ss.Unsubscribe(channels=gone + unacked)
+            await self._request(ss.ConnectRequest(unsubscribe=unsubscribe))
+        if unacked:
+            since = [
+                p
+                for p in self.positions.as_list()
+                if any(c == p.channel or glob_match(c, p.channel) for c in unacked)
+            ]
+            subscribe = ss.Subscribe(channels=unacked, since=since)
+            await self._request(ss.ConnectRequest(subscribe=subscribe))
         # What waits in its queue can still be read, but no ack is expected for it any more
         # (the hub stopped redelivering it): it must not hold back acks of redeliveries.
         waiting = []

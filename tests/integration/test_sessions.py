@@ -169,6 +169,26 @@ async def test_unsubscribing_lets_go_of_what_was_left_unread(client: Client) -> 
         assert not session._unacked  # the leak this guards against: a key per unread message
 
 
+async def test_when_the_last_subscription_with_acks_goes_the_hub_stops_asking_for_them(
+    client: Client, node: HubNode
+) -> None:
+    """Another subscription on the channel without acks stays: the hub must not keep waiting
+    for acks nobody sends, redelivering until the session is cut off."""
+    async with client.session(Card(id="mixed")) as session:
+        acked = await session.subscribe("mix", ack=True, auto_ack=False)
+        plain = await session.subscribe("mix")
+        await client.publish("mix", "m1")
+        await take(acked, 1)
+        await acked.unsubscribe()
+        await client.publish("mix", "m2")
+        assert [m.envelope.payload for m in await take(plain, 2)] == [b"m1", b"m2"]
+        held = node.hub.sessions.holding("mixed")
+        assert held is not None and held.subscriptions == {"agent.mixed": True, "mix": False}
+        assert not len(held.acks)  # m1 is no longer owed an ack, nor redelivered
+        await asyncio.sleep(0.8)  # past ack_timeout (0.5 s): a redelivery would have come
+        assert plain.queue.empty()
+
+
 async def test_unacked_delivery_is_redelivered_with_attempt_count(client: Client) -> None:
     async with client.session(Card(id="slowpoke")) as session:
         sub = await session.subscribe("work", ack=True, auto_ack=False)
