@@ -443,20 +443,22 @@ class Session:
         starts: dict[str, envelope_pb2.StreamPosition],
         ack: bool,
     ) -> tuple[dict[str, envelope_pb2.SubscriptionState], list[tuple[str, Page]]]:
-        """Listen, and read where each channel stands: the first page of each replay."""
-        for name in channels:
-            self.subscriptions[name] = self.subscriptions.get(name, False) or ack
-        self._plans.clear()
-        for name in fresh:
-            await self.hub.listen(self, name)
+        """Read where each channel stands, listen, and read the first page of each replay. A
+        channel's position is read before listening: what comes after it then arrives live,
+        or is what a resume from it asks for. Read after, it could count an envelope still on
+        its way to this node, which a client resuming from there would never get."""
         states: dict[str, envelope_pb2.SubscriptionState] = {}
         for name in channels:
-            state = states[name] = envelope_pb2.SubscriptionState(
-                channel=name, recovered=True, ack_required=self.subscriptions[name]
-            )
+            state = states[name] = envelope_pb2.SubscriptionState(channel=name, recovered=True)
             if not is_pattern(name) and name not in starts:
                 top = await self.hub.read(name, None, None, 0)
                 state.position.seq, state.position.epoch = top.top, top.epoch
+        for name in channels:
+            self.subscriptions[name] = self.subscriptions.get(name, False) or ack
+            states[name].ack_required = self.subscriptions[name]
+        self._plans.clear()
+        for name in fresh:
+            await self.hub.listen(self, name)
         pages = []
         limit = self.hub.limits.history_page
         for channel, start in starts.items():

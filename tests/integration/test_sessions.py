@@ -13,6 +13,7 @@ import pytest
 from agentplex.client import Client, HubError, envelope
 from agentplex.client.errors import SessionClosed
 from agentplex.client.session import Session, SessionSubscription
+from agentplex.core.principal import ANONYMOUS
 from agentplex.hub.hub import Page
 from agentplex.node import HubNode
 from agentplex.v1 import (
@@ -331,6 +332,32 @@ async def test_a_resume_finishes_a_replay_the_drop_cut_short(node: HubNode, clie
         seqs += [d.envelope.position.seq for d in frame.deliveries.deliveries]
     assert seqs == list(range(1, total + 1))
     back.call.cancel()
+
+
+async def test_a_subscription_starts_before_what_is_published_while_it_is_made(
+    node: HubNode, client: Client
+) -> None:
+    """An envelope published as the hub starts listening arrives live, after the position the
+    receipt gives; were that position read after listening, it could count the envelope, and
+    a client resuming from there would never get it."""
+    listen = node.hub.listen
+
+    async def listen_then_publish(subscriber: Any, channel: str) -> None:
+        await listen(subscriber, channel)
+        if channel == "race":  # another client publishes just then
+            await node.hub.publish(ANONYMOUS, [envelope_pb2.Envelope(channel="race")])
+
+    node.hub.listen = listen_then_publish  # type: ignore[method-assign]
+    raw = Raw(client)
+    await raw.send(hello=ss.Hello())
+    await raw.read_kind("welcome")
+    await raw.send(ref="s", subscribe=ss.Subscribe(channels=["race"]))
+    frames = [await raw.read(), await raw.read()]  # the receipt, and the delivery, any order
+    (receipt,) = [f for f in frames if f.ref == "s"]
+    (delivered,) = [f for f in frames if f.WhichOneof("frame") == "deliveries"]
+    assert receipt.receipt.subscriptions[0].position.seq == 0
+    assert delivered.deliveries.deliveries[0].envelope.position.seq == 1
+    raw.call.cancel()
 
 
 async def test_dropped_agent_goes_offline_then_leaves_after_grace(client: Client) -> None:
