@@ -330,8 +330,12 @@ class Session:
             elif kind == "unsubscribe":
                 await self._unsubscribe(frame)
             elif kind == "goodbye":
+                # Gone before the receipt says so: a client that reads it, then looks, finds
+                # the agent deregistered (ending the session then finds nothing left to do).
+                reason = frame.goodbye.reason or "goodbye"
+                await self.hub.sessions.forget(self, reason)
                 self._receipt(frame.ref)
-                self.end(frame.goodbye.reason or "goodbye")
+                self.end(reason)
             elif kind == "task_update":
                 if not self.agent_id:
                     raise FailedPrecondition(
