@@ -70,6 +70,14 @@ async def publish(engine: RedisEngine, channel: str, *payloads: str) -> None:
     await engine.publish(envelopes, time.time_ns())
 
 
+async def heard_from(engine: tuple[RedisEngine, Heard], channel: str) -> None:
+    """Listen to `channel` and hear its first publication come through the fan-out."""
+    redis_engine, heard = engine
+    await redis_engine.listen(channel)
+    await publish(redis_engine, channel, "first")
+    await until(lambda: heard.of(channel) == [(1, b"first")])
+
+
 def drop_pub_sub(server: RedisServer) -> None:
     assert server.client().client_kill_filter(_type="pubsub") >= 1
 
@@ -78,17 +86,15 @@ async def test_every_listened_channel_gets_what_it_missed_while_the_connection_w
     server: RedisServer, engine: tuple[RedisEngine, Heard]
 ) -> None:
     redis_engine, heard = engine
-    await redis_engine.listen("heard")
     await redis_engine.listen("quiet")  # nothing heard from it before the drop
-    await publish(redis_engine, "heard", "h1")
-    await until(lambda: heard.of("heard") == [(1, b"h1")])
+    await heard_from(engine, "heard")
     drop_pub_sub(server)
     await publish(redis_engine, "heard", "h2")  # published before the node is back
     await publish(redis_engine, "quiet", "q1")
     await until(lambda: len(heard.entries) == 3, what="the gaps filled")
     await publish(redis_engine, "quiet", "q2")
     await until(lambda: len(heard.entries) == 4)
-    assert heard.of("heard") == [(1, b"h1"), (2, b"h2")]
+    assert heard.of("heard") == [(1, b"first"), (2, b"h2")]
     assert heard.of("quiet") == [(1, b"q1"), (2, b"q2")]
 
 
@@ -96,9 +102,7 @@ async def test_a_channel_listened_to_again_starts_from_then(
     server: RedisServer, engine: tuple[RedisEngine, Heard]
 ) -> None:
     redis_engine, heard = engine
-    await redis_engine.listen("again")
-    await publish(redis_engine, "again", "m1")
-    await until(lambda: heard.of("again") == [(1, b"m1")])
+    await heard_from(engine, "again")
     await redis_engine.unlisten("again")
     await publish(redis_engine, "again", "m2", "m3")  # nobody here listens
     await redis_engine.listen("again")
@@ -106,16 +110,14 @@ async def test_a_channel_listened_to_again_starts_from_then(
     await publish(redis_engine, "again", "m4")
     await until(lambda: len(heard.entries) == 2, what="the gap after listening again")
     await asyncio.sleep(0.2)  # and nothing from before it
-    assert heard.of("again") == [(1, b"m1"), (4, b"m4")]
+    assert heard.of("again") == [(1, b"first"), (4, b"m4")]
 
 
 async def test_a_listen_during_the_reconnect_is_subscribed(
     server: RedisServer, engine: tuple[RedisEngine, Heard]
 ) -> None:
     redis_engine, heard = engine
-    await redis_engine.listen("early")
-    await publish(redis_engine, "early", "e1")
-    await until(lambda: heard.of("early") == [(1, b"e1")])
+    await heard_from(engine, "early")
     fanout = redis_engine._fanout
     assert fanout is not None
     reading, release = asyncio.Event(), asyncio.Event()
@@ -167,9 +169,7 @@ async def test_the_fan_out_outlasts_a_history_read_refused_while_redis_is_marked
     server: RedisServer, engine: tuple[RedisEngine, Heard]
 ) -> None:
     redis_engine, heard = engine
-    await redis_engine.listen("c")
-    await publish(redis_engine, "c", "m1")
-    await until(lambda: heard.of("c") == [(1, b"m1")])
+    await heard_from(engine, "c")
     fanout = redis_engine._fanout
     assert fanout is not None
     async with started_engine(server, "fan") as other_node:
@@ -179,6 +179,6 @@ async def test_the_fan_out_outlasts_a_history_read_refused_while_redis_is_marked
         await asyncio.sleep(0.3)  # the reconnect's history read is refused, and retried
         assert fanout._runner is not None and not fanout._runner.done()
         redis_engine.available = True
-        await until(lambda: heard.of("c") == [(1, b"m1"), (2, b"m2")], what="the gap")
+        await until(lambda: heard.of("c") == [(1, b"first"), (2, b"m2")], what="the gap")
         await publish(other_node, "c", "m3")
         await until(lambda: heard.of("c")[-1] == (3, b"m3"))
