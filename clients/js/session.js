@@ -179,8 +179,8 @@ export class Session {
   /** @type {(state: SessionState, session: Session) => void} */ #onState;
   /** @type {WebSocket | null} */ #ws = null;
   #refs = 0;
-  /** Frames awaiting a receipt, sent again after a reconnect. */
-  /** @type {Map<string, {frame: object, resolve: (f: any) => void, reject: (e: Error) => void}>} */
+  /** Frames awaiting a receipt (as sent), sent again after a reconnect. */
+  /** @type {Map<string, {text: string, resolve: (f: any) => void, reject: (e: Error) => void}>} */
   #waiting = new Map();
   /** @type {Subscription[]} */ #subs = [];
   /** @type {((task: TaskContext) => unknown) | null} */ #handler = null;
@@ -257,7 +257,13 @@ export class Session {
       // The hub subscribes an agent to its inbox at once; receive from the first frame.
       this.#subs.push(this.#subscription([this.#inboxName()], { ack: true }));
     }
-    for (const { frame } of this.#waiting.values()) this.#write(frame);
+    for (const [ref, { text, reject }] of this.#waiting) {
+      const tooBig = this.#oversized(text); // sent before a welcome gave the limit
+      if (tooBig) {
+        this.#waiting.delete(ref);
+        reject(tooBig);
+      } else this.#send(text);
+    }
     if (resume && !this.welcome.resumed) this.#resubscribe();
     this.#onState("connected", this);
   }
@@ -398,7 +404,30 @@ export class Session {
    * @param {object} frame
    */
   #write(frame) {
-    if (this.#ws?.readyState === OPEN) this.#ws.send(JSON.stringify(frame));
+    this.#send(JSON.stringify(frame));
+  }
+
+  /** @param {string} text a frame in JSON */
+  #send(text) {
+    if (this.#ws?.readyState === OPEN) this.#ws.send(text);
+  }
+
+  /**
+   * The refusal of a frame larger than the hub takes (its welcome says how large): sent, it
+   * would end the connection, and be sent again after every reconnect.
+   * @param {string} text a frame in JSON
+   * @returns {HubError | null}
+   */
+  #oversized(text) {
+    const limit = Number(this.welcome.maxFrameBytes ?? 0);
+    if (!limit || text.length * 3 <= limit) return null; // UTF-8 takes at most 3 bytes a unit
+    const size = new TextEncoder().encode(text).length;
+    if (size <= limit) return null;
+    return new HubError(
+      "RESOURCE_EXHAUSTED",
+      `the frame is ${size} bytes, over the hub's limit of ${limit} (server.max_message_bytes): ` +
+        "send fewer or smaller envelopes at a time",
+    );
   }
 
   /**
@@ -409,10 +438,12 @@ export class Session {
   #request(frame) {
     if (this.failure) return Promise.reject(this.failure);
     const ref = `r${++this.#refs}`;
-    const tracked = { ref, ...frame };
+    const text = JSON.stringify({ ref, ...frame });
+    const tooBig = this.#oversized(text);
+    if (tooBig) return Promise.reject(tooBig);
     return new Promise((resolve, reject) => {
-      this.#waiting.set(ref, { frame: tracked, resolve, reject });
-      this.#write(tracked); // after a reconnect it is sent again
+      this.#waiting.set(ref, { text, resolve, reject });
+      this.#send(text); // after a reconnect it is sent again
     });
   }
 

@@ -114,6 +114,28 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
     }
   });
 
+  test("a frame over the hub's size limit is refused before it is sent", async () => {
+    const session = await connect(WS_URL);
+    try {
+      const limit = Number(session.welcome.maxFrameBytes);
+      assert.ok(limit > 0);
+      const payload = "x".repeat(600_000); // each envelope fits; together they do not
+      const count = Math.ceil(limit / payload.length) + 1;
+      const big = Array.from({ length: count }, () => ({ channel: "js.big", payload }));
+      await assert.rejects(session.publishBatch(big), (error) => {
+        assert.ok(error instanceof HubError);
+        assert.equal(error.code, "RESOURCE_EXHAUSTED");
+        assert.match(error.message, /over the hub's limit of \d+ \(server\.max_message_bytes\)/);
+        return true;
+      });
+      const [small] = await session.publishBatch(big.slice(0, 1));
+      assert.ok(small.position.seq);
+      assert.equal(session.reconnects, 0);
+    } finally {
+      await session.close();
+    }
+  });
+
   test("an agent's inbox delivers direct messages, acknowledged as they are processed", async () => {
     const agent = await connect(WS_URL, { card: { id: "js-inbox" } });
     try {
