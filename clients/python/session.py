@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import uuid
@@ -73,6 +74,22 @@ FATAL = {
 }
 
 
+def _resubscribed(sub: SessionSubscription, answer: asyncio.Future[ss.ConnectResponse]) -> None:
+    """A new session's answer to a subscription asked for again: its states take the place
+    of the old ones, and what the caller should know is logged: history no longer holds the
+    gap (`recovered` false), or the hub refused the subscription."""
+    if answer.cancelled() or answer.exception() is not None:
+        return  # the session failed or closed: the caller hears of that
+    response = answer.result()
+    if response.HasField("error"):
+        log.warning("subscribing again to %s was refused: %s", sub.channels, response.error.message)
+        return
+    sub.states = list(response.receipt.subscriptions)
+    lost = [state.channel for state in sub.states if not state.recovered]
+    if lost:
+        log.warning("history no longer holds all that %s missed while away (recovered=false)", lost)
+
+
 def _key(env: envelope_pb2.Envelope) -> tuple[str, int, str]:
     position = env.position
     return env.channel, position.seq, position.epoch
@@ -99,6 +116,8 @@ class SessionSubscription:
     auto_ack: bool
     session: Session
     queue: asyncio.Queue[Message | None] = field(default_factory=asyncio.Queue)
+    # The hub's receipt: per channel its position and whether the start asked for could be
+    # honoured (`recovered`); renewed when a new session subscribes again after a drop.
     states: list[envelope_pb2.SubscriptionState] = field(default_factory=list)
 
     def wants(self, channel: str) -> bool:
@@ -284,7 +303,8 @@ class Session:
             frame = ss.ConnectRequest(
                 subscribe=ss.Subscribe(channels=channels, since=since, ack=sub.ack)
             )
-            await self._send_tracked(frame)
+            answer = await self._send_tracked(frame)
+            answer.add_done_callback(functools.partial(_resubscribed, sub))
 
     async def _run(self) -> None:
         backoff = 0.05

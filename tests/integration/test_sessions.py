@@ -476,6 +476,36 @@ async def test_back_after_the_grace_period_quiet_channels_miss_nothing(
         await session.close()
 
 
+async def test_back_after_the_grace_period_a_gap_history_lost_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """More was published while the agent was away than history keeps: the subscription's
+    states say `recovered` false, and a warning names the channel."""
+    settings = fast_settings(channels={"history_size": 2})
+    async with (
+        HubNode(settings) as node,
+        Client(node.grpc_address) as client,
+        Outage(node.grpc_address) as outage,
+        Client(outage.address) as remote,
+    ):
+        session = remote.session(Card(id="away"))
+        await session.connect()
+        sub = await session.subscribe("news")
+        await client.publish("news", "n1")
+        await take(sub, 1)
+        assert sub.states[0].recovered
+        outage.cut()
+        for i in range(2, 6):
+            await client.publish("news", f"n{i}")  # n2 and n3 leave history meanwhile
+        await until(lambda: gone(client, "away"))
+        outage.restore()
+        await until(lambda: reconnected(session), timeout=10)
+        assert [m.envelope.payload for m in await take(sub, 2)] == [b"n4", b"n5"]
+        assert not sub.states[0].recovered
+        assert "['news'] missed while away (recovered=false)" in caplog.text
+        await session.close()
+
+
 async def test_silent_client_is_noticed_by_heartbeat_timeout(client: Client) -> None:
     raw = Raw(client)
     await raw.send(hello=ss.Hello(card=Card(id="silent")))
