@@ -13,6 +13,7 @@
  */
 
 import { content, HubError, payloadJson, randomId, toBase64 } from "./encoding.js";
+import { globMatch, isPattern } from "./glob.js";
 import { channelPosition, Positions } from "./positions.js";
 import { Message, Subscription } from "./subscription.js";
 import { TaskContext, TaskHandle } from "./tasks.js";
@@ -555,7 +556,20 @@ export class Session {
     if (index >= 0) this.#subs.splice(index, 1);
     const still = new Set(this.#subs.flatMap((other) => other.channels));
     const gone = sub.channels.filter((channel) => !still.has(channel));
-    if (gone.length) await this.#request({ unsubscribe: { channels: gone } });
+    // Names still wanted, but by no subscription with acks any more: the hub only ever adds
+    // acks to a name, so it is asked for them anew, without, from where they stand.
+    const acked = (/** @type {string} */ name) =>
+      this.#subs.some((other) => other.ack && other.channels.includes(name));
+    const unacked = sub.ack ? sub.channels.filter((c) => still.has(c) && !acked(c)) : [];
+    if (gone.length || unacked.length) {
+      await this.#request({ unsubscribe: { channels: [...gone, ...unacked] } });
+    }
+    if (unacked.length) {
+      const covered = (/** @type {string} */ channel) =>
+        unacked.some((c) => c === channel || (isPattern(c) && globMatch(c, channel)));
+      const since = this.positions.list().filter((p) => covered(p.channel));
+      await this.#request({ subscribe: { channels: unacked, since } });
+    }
     // What waits in its queue can still be read, but no ack is expected for it any more (the
     // hub stopped redelivering it): it must not hold back acks of redeliveries.
     for (const { envelope } of sub.waiting) {

@@ -179,6 +179,40 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
     }
   });
 
+  test("when the last subscription with acks on a channel ends, the hub stops asking for them", async () => {
+    /** @type {number[]} */
+    const attempts = [];
+    class SpySocket extends WebSocket {
+      /** @param {(event: MessageEvent) => void} handler */
+      set onmessage(handler) {
+        super.onmessage = (/** @type {MessageEvent} */ event) => {
+          const frames = JSON.parse(String(event.data));
+          for (const frame of frames.batch?.frames ?? [frames]) {
+            for (const d of frame.deliveries?.deliveries ?? []) {
+              if (d.envelope.channel === "js-mix") attempts.push(d.attempt ?? 1);
+            }
+          }
+          handler(event);
+        };
+      }
+    }
+    const agent = await connect(WS_URL, { card: { id: "js-mixed" }, WebSocket: SpySocket });
+    try {
+      const acked = await agent.subscribe("js-mix", { ack: true, autoAck: false });
+      const plain = await agent.subscribe("js-mix");
+      await python.call("publish", { channel: "js-mix", payloads: ["m1"] });
+      await collect(acked, 1);
+      await acked.unsubscribe();
+      await python.call("publish", { channel: "js-mix", payloads: ["m2"] });
+      const got = await collect(plain, 2);
+      assert.deepEqual(got.map((m) => m.text), ["m1", "m2"]);
+      await sleep(1_200); // past the hub's ack timeout (0.5 s): a redelivery would have come
+      assert.ok(attempts.length && attempts.every((n) => n === 1), `attempts: ${attempts}`);
+    } finally {
+      await agent.close();
+    }
+  });
+
   test("an acknowledged message comes once; one waiting unread is not acknowledged", async () => {
     // The hub under test redelivers what is left unacknowledged after 0.5 s (test_js_client.py).
     // The session drops a redelivery it has seen, so watch the raw frames.
