@@ -17,6 +17,24 @@
 export class Positions {
   /** @type {Map<string, {seq: bigint, epoch: string}>} */
   #last = new Map();
+  /**
+   * Where each subscription to a channel named outright began: what a reconnect resumes a
+   * channel from while nothing has been seen on it.
+   * @type {Map<string, {seq: bigint, epoch: string}>}
+   */
+  #began = new Map();
+
+  /**
+   * Record where a subscription to `channel` began; the first start recorded stays (a
+   * caller's `since` comes before the receipt). Not a duplicate filter: an envelope at or
+   * below it that arrives later was published as the subscription began, and is new.
+   * @param {string} channel
+   * @param {StreamPosition | undefined} position
+   */
+  begin(channel, position) {
+    if (this.#began.has(channel)) return;
+    this.#began.set(channel, { seq: BigInt(position?.seq ?? 0), epoch: position?.epoch ?? "" });
+  }
 
   /**
    * Record `position`; false when it is not newer than what was seen (a duplicate).
@@ -41,9 +59,13 @@ export class Positions {
     return last && { channel, position: { seq: String(last.seq), epoch: last.epoch } };
   }
 
-  /** @returns {ChannelPosition[]} */
+  /** The last position seen on each channel, or where its subscription began. @returns {ChannelPosition[]} */
   list() {
-    return [...this.#last.keys()].map((channel) => /** @type {ChannelPosition} */ (this.get(channel)));
+    const listed = [...this.#last.keys()].map((c) => /** @type {ChannelPosition} */ (this.get(c)));
+    for (const [channel, { seq, epoch }] of this.#began) {
+      if (!this.#last.has(channel)) listed.push({ channel, position: { seq: String(seq), epoch } });
+    }
+    return listed;
   }
 }
 

@@ -365,11 +365,23 @@ export class Session {
     } else if (frame.error?.fatal) {
       this.#fatal = HubError.from(frame.error); // the hub closes the connection next
     }
+    if (frame.receipt?.subscriptions && !frame.ref) this.#began(frame.receipt.subscriptions); // the inbox's, at hello
     const pending = frame.ref ? this.#waiting.get(frame.ref) : undefined;
     if (pending) {
       this.#waiting.delete(frame.ref);
       if (frame.error) pending.reject(HubError.from(frame.error));
       else pending.resolve(frame);
+    }
+  }
+
+  /**
+   * Where subscriptions to channels named outright began (their receipt's positions): a
+   * reconnect resumes a channel that was quiet until then from there.
+   * @param {Array<{channel: string, position?: import("./positions.js").StreamPosition}>} states
+   */
+  #began(states) {
+    for (const { channel, position } of states) {
+      if (!isPattern(channel)) this.positions.begin(channel, position);
     }
   }
 
@@ -525,9 +537,11 @@ export class Session {
     const sub = this.#subscription(names, { ack, autoAck, onMessage });
     this.#subs.push(sub);
     const positions = Object.entries(since).map(([channel, start]) => channelPosition(channel, start));
+    for (const { channel, position } of positions) this.positions.begin(channel, position);
     try {
       const response = await this.#request({ subscribe: { channels: names, since: positions, ack } });
       sub.states = response.receipt.subscriptions ?? [];
+      this.#began(sub.states);
     } catch (error) {
       this.#subs.splice(this.#subs.indexOf(sub), 1);
       throw error;

@@ -286,12 +286,14 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
     const channel = `${id}.feed`;
     try {
       const sub = await session.subscribe(channel);
+      const quiet = await session.subscribe(`${id}.quiet`); // nothing on it before the drop
       const payloads = Array.from({ length: 8 }, (_, i) => `m${i}`);
       await python.call("publish", { channel, payloads: payloads.slice(0, 3) });
       const first = await collect(sub, 3);
       gate.open = false;
       session.drop();
       await python.call("publish", { channel, payloads: payloads.slice(3, 6) });
+      await python.call("publish", { channel: `${id}.quiet`, payloads: ["q1"] });
       await new Promise((resolve) => setTimeout(resolve, downMs));
       gate.open = true;
       const reconnected = new Promise((resolve) => {
@@ -301,6 +303,7 @@ describe("a session over the WebSocket edge", NEEDS_HUB, () => {
       await python.call("publish", { channel, payloads: payloads.slice(6) });
       const rest = await collect(sub, 5);
       assert.deepEqual([...first, ...rest].map((m) => m.text), payloads);
+      assert.deepEqual((await collect(quiet, 1)).map((m) => m.text), ["q1"]);
       assert.deepEqual(states, ["connected", "reconnecting", "connected"]);
       assert.equal(session.agentId, id);
       return session.welcome.resumed === true; // false is left out of canonical JSON
