@@ -74,6 +74,15 @@ export function translate(pattern) {
 }
 
 /**
+ * Whether one of `names` (channel names and patterns, as subscriptions hold them) is `channel`
+ * or a pattern matching it.
+ * @param {string[]} names
+ * @param {string} channel
+ */
+export const covers = (names, channel) =>
+  names.some((name) => name === channel || (isPattern(name) && globMatch(name, channel)));
+
+/**
  * @param {string} pattern a channel name or a Redis glob
  * @param {string} channel
  */

@@ -13,7 +13,7 @@
  */
 
 import { content, HubError, payloadJson, randomId, toBase64 } from "./encoding.js";
-import { globMatch, isPattern } from "./glob.js";
+import { covers, isPattern } from "./glob.js";
 import { channelPosition, Positions } from "./positions.js";
 import { Message, Subscription } from "./subscription.js";
 import { TaskContext, TaskHandle } from "./tasks.js";
@@ -579,9 +579,7 @@ export class Session {
       await this.#request({ unsubscribe: { channels: [...gone, ...unacked] } });
     }
     if (unacked.length) {
-      const covered = (/** @type {string} */ channel) =>
-        unacked.some((c) => c === channel || (isPattern(c) && globMatch(c, channel)));
-      const since = this.positions.list().filter((p) => covered(p.channel));
+      const since = this.positions.list().filter((p) => covers(unacked, p.channel));
       await this.#request({ subscribe: { channels: unacked, since } });
     }
     // What waits in its queue can still be read, but no ack is expected for it any more (the

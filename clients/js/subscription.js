@@ -4,7 +4,7 @@
  */
 
 import { fromBase64, utf8 } from "./encoding.js";
-import { globMatch, isPattern } from "./glob.js";
+import { covers } from "./glob.js";
 
 /**
  * `agentplex.v1.Envelope` in canonical JSON.
@@ -98,7 +98,7 @@ export class Subscription {
 
   /** @param {string} channel */
   wants(channel) {
-    return this.channels.some((c) => c === channel || (isPattern(c) && globMatch(c, channel)));
+    return covers(this.channels, channel);
   }
 
   /** @param {Message} message */

@@ -43,7 +43,7 @@ from agentplex.client.tasks import (
     payload,
 )
 from agentplex.core.framing import runs
-from agentplex.core.globmatch import glob_match, is_pattern
+from agentplex.core.globmatch import covers
 from agentplex.v1 import (
     agent_pb2,
     envelope_pb2,
@@ -121,9 +121,7 @@ class SessionSubscription:
     states: list[envelope_pb2.SubscriptionState] = field(default_factory=list)
 
     def wants(self, channel: str) -> bool:
-        return any(
-            c == channel or (is_pattern(c) and glob_match(c, channel)) for c in self.channels
-        )
+        return covers(self.channels, channel)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
@@ -589,11 +587,7 @@ class Session:
             unsubscribe = ss.Unsubscribe(channels=gone + unacked)
             await self._request(ss.ConnectRequest(unsubscribe=unsubscribe))
         if unacked:
-            since = [
-                p
-                for p in self.positions.as_list()
-                if any(c == p.channel or glob_match(c, p.channel) for c in unacked)
-            ]
+            since = [p for p in self.positions.as_list() if covers(unacked, p.channel)]
             subscribe = ss.Subscribe(channels=unacked, since=since)
             await self._request(ss.ConnectRequest(subscribe=subscribe))
         # What waits in its queue can still be read, but no ack is expected for it any more

@@ -8,6 +8,7 @@ end of the pattern, and `[]` matches nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 _SPECIAL = frozenset("*?[\\")
@@ -74,6 +75,12 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
 
 def glob_match(pattern: str, name: str) -> bool:
     return compile_glob(pattern).fullmatch(name) is not None
+
+
+def covers(names: Iterable[str], channel: str) -> bool:
+    """Whether one of `names` (channel names and patterns, as subscriptions hold them) is
+    `channel` or a pattern matching it; a plain name is compared, not compiled."""
+    return any(n == channel or (is_pattern(n) and glob_match(n, channel)) for n in names)
 
 
 @lru_cache(maxsize=16384)

@@ -23,7 +23,7 @@ import grpc
 from agentplex.core import authz, wire
 from agentplex.core.acks import AckTracker, TooManyUnacked
 from agentplex.core.channel_log import Accepted
-from agentplex.core.globmatch import glob_match, is_pattern
+from agentplex.core.globmatch import covers, is_pattern
 from agentplex.core.outbox import Outbox, Overflow
 from agentplex.core.principal import Principal
 from agentplex.core.validation import check_channel, check_subscription, inbox_of
@@ -176,10 +176,7 @@ class Session:
 
     def _plan(self, channel: str) -> tuple[bool, bool]:
         allowed = authz.can_receive(self.principal, self.agent_id, channel)
-        ack = any(
-            wants_ack and (name == channel or (is_pattern(name) and glob_match(name, channel)))
-            for name, wants_ack in self.subscriptions.items()
-        )
+        ack = covers((name for name, acked in self.subscriptions.items() if acked), channel)
         plan = self._plans[channel] = (allowed, ack)
         return plan
 
@@ -416,8 +413,7 @@ class Session:
         for i, pos in enumerate(since):
             check_channel(pos.channel, f"since[{i}].channel")
             authz.check_subscribe(self.principal, pos.channel, self.agent_id)
-            covered = list(self.subscriptions) + channels
-            if not any(c == pos.channel or glob_match(c, pos.channel) for c in covered):
+            if not covers([*self.subscriptions, *channels], pos.channel):
                 raise InvalidArgument(
                     f"since[{i}].channel: {pos.channel!r} is not among the subscribed channels"
                 )
@@ -490,18 +486,12 @@ class Session:
                 await self.hub.unlisten(self, name)
         self._plans.clear()
         for channel in list(self._replaying):  # a replay ends with its subscription
-            if not self._covers(channel):
+            if not covers(self.subscriptions, channel):
                 del self._replaying[channel]
                 self._holding.pop(channel, None)
         self.acks.keep_only(lambda channel: self._plan(channel)[1])
         self._acked.set()
         self._receipt(frame.ref)
-
-    def _covers(self, channel: str) -> bool:
-        return any(
-            name == channel or (is_pattern(name) and glob_match(name, channel))
-            for name in self.subscriptions
-        )
 
     async def unsubscribe_all(self) -> None:
         for name in list(self.subscriptions):

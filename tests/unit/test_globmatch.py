@@ -11,7 +11,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from agentplex.core.globmatch import compile_glob, glob_match, is_pattern, translate
+from agentplex.core.globmatch import compile_glob, covers, glob_match, is_pattern, translate
 from tests.support.redis_server import RedisServer
 
 # (pattern, name, expected) following Redis's stringmatchlen.
@@ -271,3 +271,10 @@ def test_psubscribe_agrees_with_keys_and_glob_match(
     finally:
         pubsub.close()
         listener.close()
+
+
+def test_covers_takes_names_as_names_and_patterns_as_patterns() -> None:
+    assert covers(["chat", "jobs.*"], "jobs.build")
+    assert covers(["chat", "jobs.*"], "chat")
+    assert not covers(["chat", "jobs.*"], "chat.old")
+    assert not covers([], "chat")

@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from agentplex.background import cancel_and_wait
 from agentplex.core.channel_log import Accepted
-from agentplex.core.globmatch import glob_match, is_pattern
+from agentplex.core.globmatch import covers, glob_match, is_pattern
 from agentplex.core.wire import with_position
 from agentplex.engine.base import NodeMessageHandler, PublicationHandler
 from agentplex.engine.redis.keys import Keys
@@ -219,10 +219,7 @@ class Fanout:
 
     def _wants(self, channel: str) -> bool:
         """A channel or pattern this node listens to covers `channel`."""
-        return any(
-            wanted == channel or (is_pattern(wanted) and glob_match(wanted, channel))
-            for wanted in self._wanted
-        )
+        return covers(self._wanted, channel)
 
     async def _read(self, subscriber: DirectSubscriber) -> None:
         try:
